@@ -1,0 +1,124 @@
+"""Shared fixtures: fresh Streamlit servers and a chromium page for browser tests.
+
+    @pytest.mark.browser
+    def test_home(app_url, browser_page):
+        browser_page.goto(app_url)
+        wait_for_app(browser_page)
+
+    @pytest.mark.browser
+    def test_other_app(fresh_server, browser_page):
+        server = fresh_server("pages/1_Convolution.py")   # any script, relative to the repo
+        browser_page.goto(server.url)
+
+When a test fails, the output of every server it started is added to the failure report.
+Tests that use `browser_page` get the `browser` marker automatically (`-m "not browser"`
+leaves them out).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping, Sequence
+
+import pytest
+
+from browser_helpers import (
+    CHROMIUM,
+    VIEWPORT,
+    chromium_missing_message,
+    in_ci,
+    launch_chromium,
+)
+from server import DEFAULT_APP, REPO_ROOT, StreamlitServer
+
+_SERVERS = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def fresh_server(request) -> Callable[..., StreamlitServer]:
+    """Factory: `fresh_server(app=DEFAULT_APP, *, cwd=None, env=None, extra_args=())`.
+
+    Each call starts a freshly started `streamlit run APP` on a free 127.0.0.1 port (cwd:
+    the repo root unless given, so .streamlit/config.toml applies; a relative `app` is
+    resolved against the repo root), waits for /_stcore/health to answer "ok" (60 s), and
+    returns the running StreamlitServer (`.url` is the base URL, `.log_text()` its output).
+    Every server started is terminated, with its process group, when the test ends.
+    """
+    servers: list[StreamlitServer] = []
+    request.node.stash[_SERVERS] = servers
+
+    def start(
+        app: str | os.PathLike = DEFAULT_APP,
+        *,
+        cwd: str | os.PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> StreamlitServer:
+        app_path = REPO_ROOT / app  # an absolute `app` stays as it is
+        server = StreamlitServer(app_path, cwd=cwd, env=env, extra_args=extra_args)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def app_server(fresh_server) -> StreamlitServer:
+    """A freshly started server running the repo's app.py."""
+    return fresh_server()
+
+
+@pytest.fixture
+def app_url(app_server) -> str:
+    """Base URL (http://127.0.0.1:PORT) of a freshly started server running app.py."""
+    return app_server.url
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """Debian's chromium, launched once per session through Playwright's sync API."""
+    if not CHROMIUM.exists():
+        if in_ci():
+            pytest.fail(f"CI is set, and browser tests never skip in CI: {chromium_missing_message()}",
+                        pytrace=False)
+        pytest.skip(chromium_missing_message())
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium_browser):
+    """A new page (own context, 1400x1000 viewport) in headless chromium; closed afterwards."""
+    context = chromium_browser.new_context(viewport=dict(VIEWPORT))
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "browser_page" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for server in item.stash.get(_SERVERS, []):
+            log = server.log_text()
+            if log:
+                report.sections.append((f"streamlit server output ({server!r})", log))
+    return report

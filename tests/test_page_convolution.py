@@ -1,0 +1,112 @@
+"""The convolution page, driven through Streamlit's AppTest: it renders, reacts and keeps its state in the URL."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.examples import LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Convolution.py")
+
+
+def run_page(**query) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def lecture_output() -> torch.Tensor:
+    return F.conv2d(LECTURE_INPUT[None, None], LECTURE_FILTER[None, None],
+                    torch.tensor([LECTURE_BIAS], dtype=torch.float64), padding=1)[0, 0]
+
+
+def test_opens_on_the_lecture_example_with_first_value_two():
+    at = run_page()
+    text = text_of(at)
+    assert "output channel 1, row 1, column 1" in text
+    assert "1 + 1 (bias) = 2" in text
+    assert "d′·(k·k·d + 1) = 1·(3·3·1 + 1) = **10**" in text
+    assert "4·4·1·(3·3·1 + 1) = **160**" in text
+    assert "= 4" in text  # output size formula
+
+
+def test_next_steps_to_the_second_output_and_the_url_follows():
+    at = run_page()
+    button(at, "Next ▶").click().run()
+    assert not at.exception
+    assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
+    expected = lecture_output()[0, 1]
+    assert f"(bias) = {int(expected)}" in text_of(at)
+    assert "row 1, column 2" in text_of(at)
+
+
+def test_link_opens_the_exact_state():
+    at = run_page(step="5", pad="0")
+    out = F.conv2d(LECTURE_INPUT[None, None], LECTURE_FILTER[None, None],
+                   torch.tensor([LECTURE_BIAS], dtype=torch.float64))[0, 0]
+    # Without padding the output is 2x2: there are only 4 steps, so step 5 is clamped to the last.
+    assert f"(bias) = {int(out[1, 1])}" in text_of(at)
+    assert "row 2, column 2" in text_of(at)
+
+
+def test_bad_link_value_is_explained_and_ignored():
+    at = run_page(s="nine")
+    assert any("s='nine'" in w.value for w in at.warning)
+    assert "1 + 1 (bias) = 2" in text_of(at)
+
+
+def test_impossible_layer_is_explained_not_crashed():
+    at = run_page(pad="0", dil="3")  # a 3x3 filter with dilation 3 spans 7 pixels > 4
+    assert any("gives no output" in e.value for e in at.error)
+    assert "7" in next(e.value for e in at.error if "gives no output" in e.value)
+
+
+def test_editing_a_grid_with_a_typo_shows_a_message_and_keeps_the_text():
+    at = run_page()
+    box = next(t for t in at.text_area if t.label == "Input channel 1")
+    box.set_value("1 2 1 1\n2 x 0 1\n0 2 1 1\n1 0 -2 2").run()
+    assert any("'x' in row 2, column 2" in e.value for e in at.error)
+    assert next(t for t in at.text_area if t.label == "Input channel 1").value.startswith("1 2 1 1\n2 x")
+    assert "1 + 1 (bias) = 2" in text_of(at)  # the last good input is still in use
+
+
+def test_editing_the_input_recomputes_against_torch():
+    at = run_page()
+    box = next(t for t in at.text_area if t.label == "Input channel 1")
+    box.set_value("1 1 1\n1 1 1\n1 1 1").run()
+    assert not at.error
+    x = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    out = F.conv2d(x, LECTURE_FILTER[None, None], torch.tensor([1.0], dtype=torch.float64), padding=1)
+    assert f"(bias) = {int(out[0, 0, 0, 0])}" in text_of(at)
+    assert at.query_params["x"]  # the edit is in the link
+
+
+def test_kernel_size_and_filters_update_the_counts():
+    at = run_page()
+    at.number_input(key="conv.k").set_value(5).run()
+    at.number_input(key="conv.dd").set_value(2).run()
+    assert not at.exception
+    text = text_of(at)
+    # k=5, d=1, d'=2, padding 1 on a 4x4 input: output 2x2 (4 + 2 - 4 - 1 + 1).
+    assert "d′·(k·k·d + 1) = 2·(5·5·1 + 1) = **52**" in text
+    assert "2·2·2·(5·5·1 + 1) = **208**" in text
+
+
+@pytest.mark.parametrize("example", ["two-channels", "two-filters", "strided", "no-padding"])
+def test_every_example_renders(example):
+    at = run_page(ex=example)
+    assert "(bias) =" in text_of(at)

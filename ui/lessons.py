@@ -1,0 +1,66 @@
+"""The lecture's map: one entry per lesson page, in lecture order.
+
+The home page and every page's header read this list, so a page's title, its place in
+the lecture and its one-line summary are written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Lesson:
+    page: str  # file under pages/
+    title: str
+    icon: str
+    slides: str  # where it sits in the lecture
+    teaches: str
+
+    @property
+    def path(self) -> Path:
+        return ROOT / "pages" / self.page
+
+    @property
+    def url_path(self) -> str:
+        """The URL Streamlit gives a pages/ file: the name without its number prefix."""
+        return self.page.split("_", 1)[1].removesuffix(".py")
+
+
+LESSONS = [
+    Lesson("1_Convolution.py", "Convolution", "🔳",
+           "Convolution Operation … Convolution Layers: Parameters and Compute Operations",
+           "Slide a filter over a grid step by step: padding, stride, dilation, channels, "
+           "filters, and what a layer costs in parameters and multiply-adds."),
+    Lesson("2_Pooling.py", "Pooling and strides", "🧮",
+           "Pooling Layers … Global Average Pooling",
+           "Max and mean pooling, strided convolution, flattening versus global average pooling, "
+           "and how shapes shrink as layers stack up."),
+    Lesson("3_What_models_learn.py", "What models learn", "🧠",
+           "What Do Linear Models / MLPs / CNNs Learn?",
+           "Class templates of a linear model, full-image templates of an MLP, and the oriented "
+           "edges in a CNN's first-layer filters."),
+    Lesson("4_Train_a_CNN.py", "Train a CNN", "🏋️",
+           "Stacking Convolution Layers, Training by Stochastic Gradient Descent",
+           "Build a small CNN and train it live, with loss and accuracy curves as it learns."),
+    Lesson("5_VGG16_explorer.py", "VGG-16 explorer", "🏛️",
+           "Example: VGG Architecture, CNN as Nested Function",
+           "Walk through VGG-16 layer by layer: activation shapes, parameters and FLOPs."),
+    Lesson("6_Classify_an_image.py", "Classify an image", "🖼️",
+           "Softmax, CNN as Nested Function",
+           "Upload a photo and watch a CNN classify it: the softmax and every layer's activation maps."),
+]
+
+
+def page_setup(page_file: str) -> Lesson:
+    """Common page configuration; returns the lesson this page is."""
+    lesson = next(lesson for lesson in LESSONS if lesson.page == page_file)
+    st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=lesson.icon, layout="wide")
+    st.title(f"{lesson.icon} {lesson.title}")
+    st.caption(f"Lecture: *{lesson.slides}*")
+    return lesson

@@ -1,0 +1,110 @@
+"""Page state that lives in the URL, so a lecturer can put the exact state on a slide.
+
+Each page declares its parameters once: a name (the query key), a default, and how to
+read it from text. Widgets are bound to `state.key(name)`; at the end of the run
+`state.sync()` writes every non-default value back into the query string. Opening a
+link seeds the widgets from it; a malformed value falls back to the default with a
+note, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class Param:
+    """One query parameter. `default` may be a function of the state seeded so far (params are
+    seeded in order), so `?ex=strided` alone can open a whole example."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any] = str
+    show: Callable[[Any], str] = str
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+    return parse
+
+
+def flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError("must be 0 or 1")
+    return text == "1"
+
+
+def show_flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+class UrlState:
+    """The URL-backed state of one page."""
+
+    def __init__(self, page: str, params: list[Param]):
+        self.page = page
+        self.params = {p.name: p for p in params}
+        self.problems: list[str] = []
+        # Widget keys vanish from session_state when their page is not shown; the shadow
+        # copy brings a page back as the student left it when they return to it.
+        shadow = st.session_state.setdefault("_url_shadow", {}).setdefault(page, {})
+        for p in params:
+            key = self.key(p.name)
+            if key in st.session_state:
+                continue
+            raw = st.query_params.get(p.name)
+            if raw is not None:
+                try:
+                    st.session_state[key] = p.parse(raw)
+                    continue
+                except (ValueError, TypeError) as error:
+                    self.problems.append(f"The link's value {p.name}={raw!r} was ignored: {error}.")
+            st.session_state[key] = shadow.get(p.name, self.default(p.name))
+
+    def default(self, name: str) -> Any:
+        default = self.params[name].default
+        return default(self) if callable(default) else default
+
+    def key(self, name: str) -> str:
+        return f"{self.page}.{name}"
+
+    def __getitem__(self, name: str) -> Any:
+        return st.session_state[self.key(name)]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        st.session_state[self.key(name)] = value
+
+    def reset(self, *names: str) -> None:
+        for name in names or tuple(self.params):
+            self[name] = self.default(name)
+
+    def as_query(self) -> dict[str, str]:
+        return {name: p.show(self[name]) for name, p in self.params.items() if self[name] != self.default(name)}
+
+    def sync(self) -> None:
+        """Mirror the state into the URL (only what differs from the defaults) and the shadow."""
+        shadow = st.session_state["_url_shadow"][self.page]
+        shadow.update({name: self[name] for name in self.params})
+        query = self.as_query()
+        if dict(st.query_params) != query:
+            st.query_params.from_dict(query)
+
+    def show_problems(self) -> None:
+        for problem in self.problems:
+            st.warning(problem, icon="🔗")
