@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ MAX_PIXELS = 40_000_000
 
 # Only formats a student plausibly uploads. Pillow would otherwise also try exotic readers,
 # some of which guess at random bytes (TGA) or run external programs (EPS via Ghostscript).
-FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF")
+# Phone photos with extra images (MPO) still open: Pillow reads them through "JPEG".
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 ANIMATED_FORMATS = {"PNG", "GIF", "WEBP"}
 
 MODE_NAMES = {
@@ -65,6 +67,11 @@ EXIF_STEPS = {
     7: "Rotated and mirrored",
     8: "Rotated 90° anticlockwise",
 }
+
+
+# catch_warnings swaps process-wide state; Streamlit runs sessions in threads, and two
+# interleaved swaps could leave our "error" filter installed for good.
+_WARNINGS_LOCK = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -104,10 +111,9 @@ def load_image(
     if not raw:
         raise ImageError("The file is empty (0 bytes), so there is no picture in it.")
 
-    notes: list[str] = []
     # Pillow only warns about sizes between its limit and twice its limit; for an upload
     # that is as dangerous as an error. The filter lives only inside this block.
-    with warnings.catch_warnings():
+    with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(raw), formats=FORMATS)
@@ -134,6 +140,7 @@ def load_image(
         except Exception as exc:  # Pillow's decoders raise many types on bad data
             raise _damaged(exc) from exc
 
+    notes: list[str] = []
     if frames > 1:
         animated = original_format in ANIMATED_FORMATS
         what = f"animated {original_format}" if animated else f"{original_format} file"
@@ -177,7 +184,7 @@ def to_tensor(image: Image.Image | LoadedImage, size: int | None = None) -> torc
     if isinstance(image, LoadedImage):
         image = image.image
     if image.mode not in ("RGB", "L"):
-        raise ValueError(f"to_tensor expects an RGB or L image, got {image.mode}; use load_image first")
+        raise ValueError(f"to_tensor needs an RGB or L image, not {image.mode}; use load_image")
     if size is not None:
         if size < 1:
             raise ValueError(f"size must be a positive number of pixels, not {size}")
@@ -197,8 +204,8 @@ def _read_bytes(data: bytes | bytearray | str | os.PathLike | BinaryIO, max_byte
     elif isinstance(data, (str, os.PathLike)):
         path = Path(data)
         try:
-            if path.stat().st_size > max_bytes:
-                raise _too_many_bytes(path.stat().st_size, max_bytes)
+            if (n := path.stat().st_size) > max_bytes:
+                raise _too_many_bytes(n, max_bytes)
             raw = path.read_bytes()
         except OSError as exc:
             reason = exc.strerror or "unknown reason"
@@ -228,7 +235,7 @@ def _to_8bit(img: Image.Image) -> tuple[Image.Image, str]:
         note = f"Stretched the values {lo:g} to {hi:g} onto 8-bit (0–255)"
         hi = max(hi, lo + 1)
     scaled = np.clip(np.round((values - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, mode="L"), note
+    return Image.fromarray(scaled), note
 
 
 def _flatten_alpha(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -243,7 +250,7 @@ def _flatten_alpha(img: Image.Image, notes: list[str]) -> Image.Image:
 
 def _too_many_bytes(n: int, max_bytes: int) -> ImageError:
     return ImageError(
-        f"The file is too large ({n / 1e6:.1f} MB); the limit is {max_bytes / 1e6:g} MB. "
+        f"The file is too large ({n / 1e6:.3g} MB); the limit is {max_bytes / 1e6:.3g} MB. "
         "Please upload a smaller picture."
     )
 
@@ -262,4 +269,4 @@ def _damaged(exc: Exception) -> ImageError:
             "The image file is truncated: it ends before all of the picture was stored, "
             "perhaps because an upload or download was interrupted."
         )
-    return ImageError("The image file is damaged or truncated, so the picture could not be decoded.")
+    return ImageError("The image file is damaged or truncated, so the picture cannot be decoded.")
