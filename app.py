@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from ui.lessons import LESSONS
+from ui.lessons import LESSONS, sidebar
 
-st.set_page_config(page_title="cnnviz", page_icon="🔳", layout="wide")
+st.set_page_config(page_title="cnnviz", page_icon=":material/grid_on:", layout="wide")
+sidebar()
 
-st.title("🔳 cnnviz")
+st.title("cnnviz")
 st.markdown(
     "**How convolutional neural networks classify images**, following the lecture "
     "*Convolutional Architectures For Image Classification*. Each lesson is a page you can "
@@ -18,10 +19,10 @@ for number, lesson in enumerate(LESSONS, start=1):
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
             if lesson.path.exists():
-                st.page_link(str(lesson.path.relative_to(lesson.path.parent.parent)),
+                st.page_link(f"pages/{lesson.page}",
                              label=f"{number}. {lesson.title}", icon=lesson.icon)
             else:
-                st.markdown(f"{lesson.icon} **{number}. {lesson.title}** · *in preparation*")
+                st.markdown(f"**{number}. {lesson.title}** · *in preparation*")
             st.markdown(lesson.teaches)
         with right:
             st.caption(f"Lecture slides: {lesson.slides}")

@@ -194,24 +194,26 @@ st.markdown(
 )
 
 with st.container(border=True):
-    top = st.columns([3, 2, 2, 2, 2, 2])
+    top = st.columns([4, 2, 2, 2])
     top[0].selectbox("Example", [*CONV_EXAMPLES, "custom"], key="conv.ex_pick", on_change=on_example,
                      format_func=lambda k: CONV_EXAMPLES[k].title if k in CONV_EXAMPLES else "Your own (edited)")
     top[1].number_input("Kernel size k", 1, MAX_KERNEL, key="conv.k", on_change=on_kernel)
-    top[2].radio("Padding", ["none", "same", "p ="], key="conv.pad_mode", on_change=on_padding, horizontal=True)
-    if st.session_state["conv.pad_mode"] == "p =":
-        top[2].number_input("p", 0, MAX_PADDING, key="conv.pad_p", on_change=on_padding,
-                            label_visibility="collapsed")
-    top[3].number_input("Stride s", 1, 4, key=state.key("s"), on_change=go_to, args=(0,))
-    top[4].number_input("Dilation", 1, 3, key=state.key("dil"), on_change=go_to, args=(0,),
+    top[2].number_input("Input channels d", 1, MAX_CHANNELS, key="conv.d", on_change=on_channels)
+    top[3].number_input("Filters d′", 1, MAX_FILTERS, key="conv.dd", on_change=on_filters,
+                        help="Each filter makes one output channel.")
+    row = st.columns([4, 2, 2, 2], vertical_alignment="bottom")
+    pad_mode, pad_p = row[0].columns([3, 2], vertical_alignment="bottom")
+    pad_mode.radio("Padding", ["none", "same", "p ="], key="conv.pad_mode", on_change=on_padding, horizontal=True,
+                   help="Zeros added around the input. 'same' keeps the output as large as the input (stride 1).")
+    pad_p.number_input("p", 0, MAX_PADDING, key="conv.pad_p", on_change=on_padding, label_visibility="collapsed",
+                       disabled=st.session_state["conv.pad_mode"] != "p =")
+    row[1].number_input("Stride s", 1, 4, key=state.key("s"), on_change=go_to, args=(0,))
+    row[2].number_input("Dilation", 1, 3, key=state.key("dil"), on_change=go_to, args=(0,),
                         help="Spread the filter's taps apart: a 3x3 filter with dilation 2 covers 5x5 pixels.")
-    channels = top[5].columns(2)
-    channels[0].number_input("Channels d", 1, MAX_CHANNELS, key="conv.d", on_change=on_channels)
-    channels[1].number_input("Filters d′", 1, MAX_FILTERS, key="conv.dd", on_change=on_filters)
     if state["ex"] in CONV_EXAMPLES:
         st.caption(CONV_EXAMPLES[state["ex"]].note)
 
-with st.expander("✏️ Edit the input and the filters", expanded=state["ex"] == "custom"):
+with st.expander("Edit the input and the filters", icon=":material/edit:", expanded=state["ex"] == "custom"):
     st.caption("One row per line, numbers separated by spaces or commas. Changes apply when you leave the box.")
     cols = st.columns(x.shape[0] + 1)
     for c in range(x.shape[0]):
@@ -220,7 +222,7 @@ with st.expander("✏️ Edit the input and the filters", expanded=state["ex"] =
         size = st.columns(2)
         size[0].number_input("rows", 2, 10, value=4, key="conv.rand_m")
         size[1].number_input("columns", 2, 10, value=4, key="conv.rand_l")
-        st.button("🎲 Random input", on_click=on_random_input, use_container_width=True)
+        st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
     for f in range(w.shape[0]):
         cols = st.columns(w.shape[1] + 2)
         for c in range(w.shape[1]):
@@ -230,13 +232,13 @@ with st.expander("✏️ Edit the input and the filters", expanded=state["ex"] =
         cols[-1].selectbox(f"Preset for filter {f + 1}", FILTER_PRESETS, index=None, key=f"conv.preset.{f}",
                            on_change=on_preset, args=(f,), placeholder="choose…")
     if st.session_state.get("conv.edit_error"):
-        st.error(st.session_state["conv.edit_error"], icon="✏️")
+        st.error(st.session_state["conv.edit_error"], icon=":material/edit:")
 
 try:
     layer = Convolution.make(x, w, b, padding=pad, stride=state["s"], dilation=state["dil"])
 except ConvError as error:
     layer = None
-    st.error(f"**This layer gives no output.** {error}", icon="🚫")
+    st.error(f"**This layer gives no output.** {error}", icon=":material/block:")
     try:
         geometry = Geometry.make(w.shape[-1], pad, state["s"], state["dil"])
         st.markdown(f"Output height: {output_size_formula(x.shape[1], w.shape[-1], geometry.padding, state['s'], state['dil'])}")
@@ -262,13 +264,13 @@ def stepper(layer: Convolution) -> None:
     state["step"] = min(state["step"], last)
     step = layer.step(state["step"])
 
-    nav = st.columns([1, 1, 1, 1, 6], vertical_alignment="bottom")
-    nav[0].button("⏮ Start", on_click=go_to, args=(0,), disabled=step.index == 0, use_container_width=True)
-    nav[1].button("◀ Previous", on_click=go_to, args=(step.index - 1,), disabled=step.index == 0,
-                  use_container_width=True)
-    nav[2].button("Next ▶", on_click=go_to, args=(step.index + 1,), disabled=step.index == last,
-                  use_container_width=True, type="primary")
-    nav[3].button("End ⏭", on_click=go_to, args=(last,), disabled=step.index == last, use_container_width=True)
+    nav = st.columns([1.2, 1.5, 1.2, 1.2, 5], vertical_alignment="bottom")
+    nav[0].button("Start", icon=":material/first_page:", on_click=go_to, args=(0,), disabled=step.index == 0, width="stretch")
+    nav[1].button("Previous", icon=":material/chevron_left:", on_click=go_to, args=(step.index - 1,), disabled=step.index == 0,
+                  width="stretch")
+    nav[2].button("Next", icon=":material/chevron_right:", on_click=go_to, args=(step.index + 1,), disabled=step.index == last,
+                  width="stretch", type="primary")
+    nav[3].button("End", icon=":material/last_page:", on_click=go_to, args=(last,), disabled=step.index == last, width="stretch")
     nav[4].progress((step.index + 1) / layer.n_steps,
                     text=f"Output {step.index + 1} of {layer.n_steps}")
 
@@ -310,7 +312,7 @@ def stepper(layer: Convolution) -> None:
 
 
 if layer is not None:
-    st.toggle("▶ Play (advance one output every "
+    st.toggle("Play: advance one output every "
               f"{PLAY_SECONDS:g} s)", key="conv.play")
     stepper(layer)
 
@@ -345,16 +347,16 @@ if photo is not None:
         which = st.radio("Filter", [f"Filter {f + 1}" for f in range(w.shape[0])], horizontal=True,
                          key="conv.photo_filter") if w.shape[0] > 1 else "Filter 1"
         f = int(which.split()[-1]) - 1
+        seen = photo if w.shape[1] == 3 else photo.mean(0, keepdim=True)  # what the filter is applied to
         try:
-            fmap = conv_on_image(photo if w.shape[1] == 3 else photo.mean(0, keepdim=True), w[f], b[f:f + 1],
-                                 padding=pad, stride=state["s"], dilation=state["dil"])[0]
+            fmap = conv_on_image(seen, w[f], b[f:f + 1], padding=pad, stride=state["s"], dilation=state["dil"])[0]
         except ConvError as error:
             st.error(str(error))
         else:
             left, right = st.columns(2)
-            left.image(photo.permute(1, 2, 0).numpy(), caption=f"{photo_name} as the filter sees it "
-                       f"({'colour' if w.shape[1] == 3 else 'grey'}, {photo.shape[2]}×{photo.shape[1]})",
-                       clamp=True, use_container_width=True)
+            left.image(seen.permute(1, 2, 0).numpy(), caption=f"{photo_name} as the filter sees it "
+                       f"({'colour' if w.shape[1] == 3 else 'grey'}, {seen.shape[2]}×{seen.shape[1]})",
+                       clamp=True, width="stretch")
             right.plotly_chart(feature_map_figure(fmap, f"Activation map of filter {f + 1} "
                                                   f"({fmap.shape[1]}×{fmap.shape[0]})", width_px=520),
                                config={"displayModeBar": False})

@@ -9,11 +9,13 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz.examples import LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Convolution.py")
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/1_Convolution.py"
 
 
 def run_page(**query) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page(PAGE)
     for key, value in query.items():
         at.query_params[key] = value
     at.run()
@@ -46,7 +48,7 @@ def test_opens_on_the_lecture_example_with_first_value_two():
 
 def test_next_steps_to_the_second_output_and_the_url_follows():
     at = run_page()
-    button(at, "Next ▶").click().run()
+    button(at, "Next").click().run()
     assert not at.exception
     assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
     expected = lecture_output()[0, 1]

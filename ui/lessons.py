@@ -33,34 +33,44 @@ class Lesson:
 
 
 LESSONS = [
-    Lesson("1_Convolution.py", "Convolution", "🔳",
+    Lesson("1_Convolution.py", "Convolution", ":material/grid_on:",
            "Convolution Operation … Convolution Layers: Parameters and Compute Operations",
            "Slide a filter over a grid step by step: padding, stride, dilation, channels, "
            "filters, and what a layer costs in parameters and multiply-adds."),
-    Lesson("2_Pooling.py", "Pooling and strides", "🧮",
+    Lesson("2_Pooling.py", "Pooling and strides", ":material/filter_center_focus:",
            "Pooling Layers … Global Average Pooling",
            "Max and mean pooling, strided convolution, flattening versus global average pooling, "
            "and how shapes shrink as layers stack up."),
-    Lesson("3_What_models_learn.py", "What models learn", "🧠",
+    Lesson("3_What_models_learn.py", "What models learn", ":material/psychology:",
            "What Do Linear Models / MLPs / CNNs Learn?",
            "Class templates of a linear model, full-image templates of an MLP, and the oriented "
            "edges in a CNN's first-layer filters."),
-    Lesson("4_Train_a_CNN.py", "Train a CNN", "🏋️",
+    Lesson("4_Train_a_CNN.py", "Train a CNN", ":material/model_training:",
            "Stacking Convolution Layers, Training by Stochastic Gradient Descent",
            "Build a small CNN and train it live, with loss and accuracy curves as it learns."),
-    Lesson("5_VGG16_explorer.py", "VGG-16 explorer", "🏛️",
+    Lesson("5_VGG16_explorer.py", "VGG-16 explorer", ":material/account_tree:",
            "Example: VGG Architecture, CNN as Nested Function",
            "Walk through VGG-16 layer by layer: activation shapes, parameters and FLOPs."),
-    Lesson("6_Classify_an_image.py", "Classify an image", "🖼️",
+    Lesson("6_Classify_an_image.py", "Classify an image", ":material/image_search:",
            "Softmax, CNN as Nested Function",
            "Upload a photo and watch a CNN classify it: the softmax and every layer's activation maps."),
 ]
+
+
+def sidebar() -> None:
+    """Our own navigation (Streamlit's would call the home page 'app'), in lecture order."""
+    with st.sidebar:
+        st.page_link("app.py", label="Home: the lecture's map", icon=":material/home:")
+        for number, lesson in enumerate(LESSONS, start=1):
+            if lesson.path.exists():
+                st.page_link(f"pages/{lesson.page}", label=f"{number}. {lesson.title}", icon=lesson.icon)
 
 
 def page_setup(page_file: str) -> Lesson:
     """Common page configuration; returns the lesson this page is."""
     lesson = next(lesson for lesson in LESSONS if lesson.page == page_file)
     st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=lesson.icon, layout="wide")
-    st.title(f"{lesson.icon} {lesson.title}")
+    sidebar()
+    st.title(lesson.title)
     st.caption(f"Lecture: *{lesson.slides}*")
     return lesson
