@@ -93,6 +93,15 @@ class Geometry:
             raise ConvError(f"The dilation must be at least 1, not {dilation}.")
         return cls(kernel, Padding.resolve(padding, kernel, dilation, stride), stride, dilation)
 
+    def window(self, row: int, col: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Rows and columns of the padded input under the taps for output (row, col)."""
+        return (tuple(row * self.stride + a * self.dilation for a in range(self.kernel)),
+                tuple(col * self.stride + b * self.dilation for b in range(self.kernel)))
+
+    def unfold(self, padded: torch.Tensor) -> torch.Tensor:
+        """Every window of a padded (d, H, W) input as a row (positions, d·k·k), row-major."""
+        return F.unfold(padded[None], self.kernel, dilation=self.dilation, stride=self.stride)[0].T
+
     @property
     def span(self) -> int:
         """How many input pixels a dilated kernel covers along one axis."""
@@ -253,9 +262,7 @@ class Convolution:
     @cached_property
     def windows(self) -> torch.Tensor:
         """Every window as a row: (positions, d·k·k), in the order the steps visit them."""
-        g = self.geometry
-        cols = F.unfold(self.padded[None], g.kernel, dilation=g.dilation, stride=g.stride)
-        return cols[0].T
+        return self.geometry.unfold(self.padded)
 
     @cached_property
     def output(self) -> torch.Tensor:
@@ -278,17 +285,21 @@ class Convolution:
         index = max(0, min(index, self.n_steps - 1))
         f, rest = divmod(index, height * width)
         row, col = divmod(rest, width)
-        g = self.geometry
-        rows = tuple(row * g.stride + a * g.dilation for a in range(g.kernel))
-        cols = tuple(col * g.stride + b * g.dilation for b in range(g.kernel))
+        rows, cols = self.geometry.window(row, col)
         window = self.padded[:, list(rows)][:, :, list(cols)]
         return ConvStep(index, f, row, col, rows, cols, window, self.weight[f], float(self.bias[f]))
 
     def filled(self, index: int) -> torch.Tensor:
-        """Output with the values not yet computed at step `index` set to NaN (drawn empty)."""
-        flat = self.output.flatten().clone()
-        flat[index + 1:] = float("nan")
-        return flat.reshape(self.out_shape)
+        return filled_until(self.output, index)
+
+
+def filled_until(output: torch.Tensor, index: int) -> torch.Tensor:
+    """Output with the values not yet computed at step `index` set to NaN (drawn empty).
+
+    Steps visit the output in its memory order: channel by channel, row by row."""
+    flat = output.flatten().clone()
+    flat[index + 1:] = float("nan")
+    return flat.reshape(output.shape)
 
 
 def conv_on_image(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

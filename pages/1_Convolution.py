@@ -1,7 +1,5 @@
 """Convolution lab: the lecture's sliding dot product, one output at a time."""
 
-import time
-
 import streamlit as st
 import torch
 
@@ -12,8 +10,8 @@ from cnnviz.figures import feature_map_figure, grid_figure
 from ui.lessons import page_setup
 from ui.photos import photo_picker
 from ui.state import Param, UrlState, int_in, one_of
+from ui.stepper import play_interval, play_toggle, step_controls
 
-PLAY_SECONDS = 0.8
 MAX_KERNEL, MAX_CHANNELS, MAX_FILTERS, MAX_PADDING = 7, 3, 4, 5
 
 page_setup("1_Convolution.py")
@@ -250,29 +248,9 @@ def cell_px(rows: int, cols: int) -> int:
     return max(26, min(46, 300 // max(rows, cols)))
 
 
-@st.fragment(run_every=PLAY_SECONDS if st.session_state.get("conv.play") else None)
+@st.fragment(run_every=play_interval("conv"))
 def stepper(layer: Convolution) -> None:
-    last = layer.n_steps - 1
-    if st.session_state.get("conv.play"):
-        now = time.monotonic()
-        if now - st.session_state.get("conv.tick", 0.0) >= PLAY_SECONDS * 0.9:
-            st.session_state["conv.tick"] = now
-            if state["step"] >= last:
-                st.session_state["conv.play"] = False
-                st.rerun()  # the whole page, so the fragment stops ticking
-            state["step"] = min(state["step"] + 1, last)
-    state["step"] = min(state["step"], last)
-    step = layer.step(state["step"])
-
-    nav = st.columns([1.2, 1.5, 1.2, 1.2, 5], vertical_alignment="bottom")
-    nav[0].button("Start", icon=":material/first_page:", on_click=go_to, args=(0,), disabled=step.index == 0, width="stretch")
-    nav[1].button("Previous", icon=":material/chevron_left:", on_click=go_to, args=(step.index - 1,), disabled=step.index == 0,
-                  width="stretch")
-    nav[2].button("Next", icon=":material/chevron_right:", on_click=go_to, args=(step.index + 1,), disabled=step.index == last,
-                  width="stretch", type="primary")
-    nav[3].button("End", icon=":material/last_page:", on_click=go_to, args=(last,), disabled=step.index == last, width="stretch")
-    nav[4].progress((step.index + 1) / layer.n_steps,
-                    text=f"Output {step.index + 1} of {layer.n_steps}")
+    step = layer.step(step_controls(state, "conv", layer.n_steps))
 
     p = layer.geometry.padding
     d, filters = layer.x.shape[0], layer.weight.shape[0]
@@ -312,8 +290,7 @@ def stepper(layer: Convolution) -> None:
 
 
 if layer is not None:
-    st.toggle("Play: advance one output every "
-              f"{PLAY_SECONDS:g} s)", key="conv.play")
+    play_toggle("conv")
     stepper(layer)
 
     geometry, counts = layer.geometry, layer.counts

@@ -110,12 +110,6 @@ class StreamlitServer:
                 except ProcessLookupError:
                     pass
                 proc.wait(timeout=10)
-        if proc is not None:
-            # Children left behind in the group (none expected) go too.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def log_text(self, tail: int | None = LOG_TAIL_CHARS) -> str:
         """The server's combined stdout and stderr so far (the last `tail` characters)."""
