@@ -9,6 +9,7 @@ from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random
 from cnnviz.figures import feature_map_figure, grid_figure
 from ui.lessons import page_setup
 from ui.photos import photo_picker
+from ui.show import arithmetic
 from ui.state import Param, UrlState, int_in, one_of
 from ui.stepper import play_interval, play_toggle, step_controls
 
@@ -279,13 +280,10 @@ def stepper(layer: Convolution) -> None:
                             key=f"conv.fig.out.{f}", config={"displayModeBar": False})
 
     where = f"output channel {step.filter + 1}, row {step.row + 1}, column {step.col + 1}"
-    lines = [f"**Computing {where}:** the filter's {k}·{k}·{d} = {k * k * d} weights times the input "
-             f"values under them, summed, plus the bias."]
-    for c in range(d):
-        label = f"channel {c + 1}: " if d > 1 else ""
-        lines.append(f"- {label}`{step.channel_arithmetic(c)}`")
-    lines.append(f"- total: `{step.total_arithmetic()}`")
-    st.markdown("\n".join(lines))
+    st.markdown(f"**Computing {where}:** the filter's {k}·{k}·{d} = {k * k * d} weights times the input "
+                "values under them, summed, plus the bias.")
+    lines = [(f"channel {c + 1}" if d > 1 else "products", step.channel_arithmetic(c)) for c in range(d)]
+    arithmetic([*lines, ("total", step.total_arithmetic())])
     state.sync()
 
 
