@@ -81,7 +81,12 @@ def fits(h: int, w: int, kernel: int, padding, dilation: int) -> bool:
 @pytest.mark.parametrize("kernel,padding,stride,dilation", GEOMETRIES)
 def test_output_and_sizes_match_conv2d(kernel, padding, stride, dilation):
     gen = torch.Generator().manual_seed(_seed(kernel, padding, stride, dilation))
-    for (h, w), (d, d_out) in itertools.product(SIZES, CHANNEL_PAIRS):
+    # Three (d, d') pairs per input size, rotating with the geometry, so that across the
+    # parametrization every pair meets every kernel, padding, stride and dilation.
+    start = GEOMETRIES.index((kernel, padding, stride, dilation))
+    cases = [(size, CHANNEL_PAIRS[(start + 5 * i + j) % len(CHANNEL_PAIRS)])
+             for i, size in enumerate(SIZES) for j in range(3)]
+    for (h, w), (d, d_out) in cases:
         x = _rand(d, h, w, gen=gen)
         weight = _rand(d_out, d, kernel, kernel, gen=gen)
         bias = _rand(d_out, gen=gen)
@@ -173,7 +178,7 @@ STEP_CASES = [
     (1, 3, 8, 6, 3, 3, 3, 2),
     (3, 4, 6, 9, 1, 0, 2, 1),
     (2, 1, 5, 5, 2, "valid", 2, 1),
-    (1, 2, 9, 4, 3, 1, 2, 3),
+    (1, 2, 9, 5, 3, 1, 2, 3),
     (3, 3, 4, 7, 5, 3, 1, 2),
     (2, 4, 3, 3, 4, 1, 1, 1),
 ]
@@ -322,11 +327,11 @@ def test_output_size_formula_matches_conv2d(kernel, padding, stride, dilation):
 
 COUNT_CASES = [
     (d, d_out, k, h, w, padding, stride)
-    for (d, d_out), k, (h, w), padding, stride in zip(
+    for (d, d_out), k, (h, w), padding, stride in itertools.islice(zip(
         itertools.cycle(CHANNEL_PAIRS), itertools.cycle(KERNELS),
-        itertools.cycle(((4, 4), (7, 5), (9, 12), (6, 11))), itertools.cycle((0, 1, 2, "valid")),
-        itertools.cycle((1, 2, 3, 1, 2)))
-][:40]
+        itertools.cycle(((6, 6), (7, 5), (9, 12), (6, 11))), itertools.cycle((0, 1, 2, "valid")),
+        itertools.cycle((1, 2, 3, 1, 2))), 40)
+]
 
 
 @pytest.mark.parametrize("d,d_out,kernel,h,w,padding,stride", COUNT_CASES)
@@ -386,7 +391,8 @@ def test_conv_on_image_matches_conv2d(padding, stride, dilation, kernel):
     expected_grey = F.conv2d(image.double().mean(0, keepdim=True)[None], grey_filter[None, None], stride=stride,
                              padding=padding, dilation=dilation)[0]
     assert grey.shape == expected_grey.shape and grey.shape[0] == 1
-    torch.testing.assert_close(grey, expected_grey)
+    # The grey image is averaged in the photo's float32, hence the float32-sized tolerance.
+    torch.testing.assert_close(grey, expected_grey, rtol=1e-5, atol=1e-6)
 
 
 def test_conv_on_image_errors():

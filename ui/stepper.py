@@ -1,6 +1,7 @@
 """Step through a sliding window: start / previous / next / end, and play.
 
-The step index lives in the page's URL state (param "step"). A page puts its drawing
+The step index lives in the page's URL state (param "step", or the one passed to
+step_controls as `param`, so a page can have several steppers). A page puts its drawing
 in a fragment that reruns every PLAY_SECONDS while playing, so playing redraws only
 the stepped part of the page:
 
@@ -32,22 +33,24 @@ def play_interval(key: str) -> float | None:
     return PLAY_SECONDS if st.session_state.get(f"{key}.play") else None
 
 
-def step_controls(state: UrlState, key: str, n_steps: int, noun: str = "Output") -> int:
-    """Draw the navigation row and return the current step, advanced by one tick while playing."""
+def step_controls(state: UrlState, key: str, n_steps: int, noun: str = "Output", param: str = "step") -> int:
+    """Draw the navigation row and return the current step, advanced by one tick while playing.
+
+    `param` names the URL state parameter holding the step, so one page can have several steppers."""
     last = n_steps - 1
     if st.session_state.get(f"{key}.play"):
         now = time.monotonic()
         # Reruns of the whole page also run the fragment; only a tick's worth of time advances it.
         if now - st.session_state.get(f"{key}.tick", 0.0) >= PLAY_SECONDS * 0.9:
             st.session_state[f"{key}.tick"] = now
-            if state["step"] >= last:
+            if state[param] >= last:
                 st.session_state[f"{key}.play"] = False
                 st.rerun()  # the whole page, so the fragment stops ticking
-            state["step"] = state["step"] + 1
-    index = state["step"] = max(0, min(state["step"], last))
+            state[param] = state[param] + 1
+    index = state[param] = max(0, min(state[param], last))
 
     def go_to(step: int) -> None:
-        state["step"] = step
+        state[param] = step
 
     nav = st.columns([1.2, 1.5, 1.2, 1.2, 5], vertical_alignment="bottom")
     nav[0].button("Start", icon=":material/first_page:", on_click=go_to, args=(0,), disabled=index == 0,
