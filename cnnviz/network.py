@@ -1,0 +1,602 @@
+"""Building up a network, as the lecture does: convolution layers learn features, pooling
+(or strided convolution) shrinks the maps, the channels grow, and at the end flattening or
+global average pooling hands a vector to fully connected layers.
+
+This module is the single source for a stack's shapes, parameter and multiply-add counts
+and receptive fields. A stack is a list of `LayerSpec`s, written compactly as text for URLs
+and presets (`parse_stack` / `format_stack`):
+
+    conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,gap,fc10
+
+`analyse` walks the stack and either explains in plain words why it cannot work
+(`StackError`, before torch ever sees it) or returns one `LayerInfo` per layer.
+`build_model` turns the same stack into a trainable `torch.nn.Sequential` with exactly one
+module per layer, so `model[i]` is the layer `analyse(...)[i]` describes.
+
+Shapes are channels first, as in torch: (C, H, W) for feature maps, (N,) for vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .conv import ConvCounts, output_size
+from .pooling import pool_output_size
+
+KINDS = ("conv", "maxpool", "meanpool", "relu", "tanh", "batchnorm", "flatten", "gap", "fc")
+POOL_KINDS = ("maxpool", "meanpool")
+SPATIAL_KINDS = ("conv",) + POOL_KINDS  # need a (C, H, W) input
+ACTIVATION_KINDS = ("relu", "tanh")
+TO_VECTOR_KINDS = ("flatten", "gap")
+
+# Limits against abuse: a URL is user input, and the training page builds what it says.
+MAX_LAYERS = 48  # VGG-19 with its ReLUs has 43
+MAX_KERNEL = 11
+MAX_STRIDE = 8
+MAX_OUT = 4096  # filters of a conv, units of an fc
+MAX_INPUT_CHANNELS = 16
+MAX_INPUT_SIDE = 512
+MAX_PARAMS = 50_000_000
+MAX_ACTIVATION_MB = 32.0  # forward activations of one image, float32
+MAX_MULTIPLY_ADDS = 10_000_000_000
+BYTES_PER_NUMBER = 4  # float32
+
+EXAMPLE_TOKENS = {
+    "conv": "conv3x16",
+    "maxpool": "maxpool2",
+    "meanpool": "meanpool2",
+    "fc": "fc10",
+}
+TOKEN_HELP = "conv<kernel>x<filters>, maxpool<kernel>, meanpool<kernel>, relu, tanh, bn, flatten, gap, fc<units>"
+
+
+class StackError(ValueError):
+    """A stack that cannot work; the message names the layer and explains why."""
+
+
+# --------------------------------------------------------------------------- layer specs
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer. Fields that do not apply to a kind are None.
+
+    conv: kernel k, stride (default 1), padding (default (k-1)//2, "same" for odd k), out = filters.
+    maxpool / meanpool: kernel k, stride (default k), padding 0.
+    fc: out = units. relu, tanh, batchnorm, flatten, gap: no settings.
+    """
+
+    kind: str
+    kernel: int | None = None
+    stride: int | None = None
+    padding: int | None = None
+    out: int | None = None
+
+    def __post_init__(self) -> None:
+        kind = self.kind
+        if kind not in KINDS:
+            raise StackError(f"unknown layer kind {kind!r}; use one of {', '.join(KINDS)}.")
+        fill = {}
+        if kind == "conv":
+            k = _check_int("the kernel size", self.kernel, 1, MAX_KERNEL)
+            fill["stride"] = _check_int("the stride", 1 if self.stride is None else self.stride, 1, MAX_STRIDE)
+            p = (k - 1) // 2 if self.padding is None else self.padding
+            fill["padding"] = _check_int(
+                "the padding", p, 0, k - 1,
+                why=" (more padding than kernel − 1 only adds outputs that see nothing but zeros)")
+            _check_int("the number of filters", self.out, 1, MAX_OUT)
+        elif kind in POOL_KINDS:
+            k = _check_int("the pooling kernel size", self.kernel, 1, MAX_KERNEL)
+            fill["stride"] = _check_int("the stride", k if self.stride is None else self.stride, 1, MAX_STRIDE)
+            if self.padding not in (None, 0):
+                raise StackError("pooling layers here use no padding.")
+            fill["padding"] = 0
+            if self.out is not None:
+                raise StackError("a pooling layer keeps the number of channels; it takes no 'out'.")
+        elif kind == "fc":
+            _check_int("the number of units", self.out, 1, MAX_OUT)
+            if (self.kernel, self.stride, self.padding) != (None, None, None):
+                raise StackError("a fully connected layer has no kernel, stride or padding.")
+        else:
+            if (self.kernel, self.stride, self.padding, self.out) != (None, None, None, None):
+                raise StackError(f"{kind} has no settings.")
+        for name, value in fill.items():
+            object.__setattr__(self, name, value)
+
+    # Short constructors for code (the pages mostly parse text).
+    @classmethod
+    def conv(cls, kernel: int, filters: int, stride: int = 1, padding: int | None = None) -> LayerSpec:
+        return cls("conv", kernel, stride, padding, filters)
+
+    @classmethod
+    def pool(cls, kernel: int = 2, stride: int | None = None, kind: str = "max") -> LayerSpec:
+        return cls(f"{kind}pool", kernel, stride)
+
+    @classmethod
+    def fc(cls, units: int) -> LayerSpec:
+        return cls("fc", out=units)
+
+    @property
+    def default_padding(self) -> bool:
+        return self.kind != "conv" or self.padding == (self.kernel - 1) // 2
+
+    @property
+    def token(self) -> str:
+        """This layer in the compact text form (the canonical spelling)."""
+        if self.kind == "conv":
+            text = f"conv{self.kernel}x{self.out}"
+            if self.stride != 1:
+                text += f"/s{self.stride}"
+            if not self.default_padding:
+                text += f"/p{self.padding}"
+            return text
+        if self.kind in POOL_KINDS:
+            return f"{self.kind}{self.kernel}" + (f"/s{self.stride}" if self.stride != self.kernel else "")
+        if self.kind == "fc":
+            return f"fc{self.out}"
+        return "bn" if self.kind == "batchnorm" else self.kind
+
+    @property
+    def name(self) -> str:
+        """Plain words for tables and messages, e.g. 'conv 3x3, 16 filters'."""
+        k = self.kernel
+        if self.kind == "conv":
+            text = f"conv {k}x{k}, {self.out} filter{'s' if self.out != 1 else ''}"
+            if self.stride != 1:
+                text += f", stride {self.stride}"
+            if not self.default_padding:
+                text += f", padding {self.padding}"
+            return text
+        if self.kind in POOL_KINDS:
+            return f"{self.kind} {k}x{k}" + (f", stride {self.stride}" if self.stride != k else "")
+        if self.kind == "fc":
+            return f"fc, {self.out} unit{'s' if self.out != 1 else ''}"
+        return {"relu": "ReLU", "tanh": "tanh", "batchnorm": "batch norm", "flatten": "flatten",
+                "gap": "global average pooling"}[self.kind]
+
+
+def _check_int(what: str, value, low: int, high: int, why: str = "") -> int:
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        raise StackError(f"{what} must be a whole number, not {value!r}.")
+    if not low <= value <= high:
+        raise StackError(f"{what} must be from {low} to {high}, not {value}{why}.")
+    return value
+
+
+# --------------------------------------------------------------------------- text form
+
+_HEADS = [
+    ("conv", re.compile(r"conv(\d+)x(\d+)")),
+    ("maxpool", re.compile(r"maxpool(\d+)")),
+    ("meanpool", re.compile(r"(?:meanpool|avgpool)(\d+)")),
+    ("fc", re.compile(r"fc(\d+)")),
+]
+_PLAIN = {"relu": "relu", "tanh": "tanh", "bn": "batchnorm", "batchnorm": "batchnorm",
+          "flatten": "flatten", "gap": "gap"}
+_OPTION = re.compile(r"([sp])(\d+)")
+_FORMS = {
+    "conv": "write conv<kernel>x<filters>, e.g. conv3x16, optionally with /s<stride> and /p<padding>, "
+            "e.g. conv5x32/s2/p0",
+    "maxpool": "write maxpool<kernel>, e.g. maxpool2, optionally with /s<stride>, e.g. maxpool3/s2",
+    "meanpool": "write meanpool<kernel>, e.g. meanpool2, optionally with /s<stride>, e.g. meanpool3/s2",
+    "fc": "write fc<units>, e.g. fc10",
+}
+
+
+def _token_kind(head: str) -> str | None:
+    """Which kind a (possibly misspelt) token is trying to be, from its letters."""
+    letters = re.match(r"[a-z]*", head).group()
+    if letters == "avgpool":
+        return "meanpool"
+    for kind in ("conv", "maxpool", "meanpool", "fc"):
+        if letters.startswith(kind):  # 'convx16' is a conv with its kernel size missing
+            return kind
+    if letters in _PLAIN:
+        return _PLAIN[letters]
+    return None
+
+
+def _parse_token(token: str) -> LayerSpec:
+    head, *options = token.split("/")
+    kind = _token_kind(head)
+    if kind is None:
+        raise StackError(f"unknown layer; use one of {TOKEN_HELP}.")
+    if kind in _FORMS:
+        pattern = dict(_HEADS)[kind]
+        match = pattern.fullmatch(head)
+        if match is None:
+            raise StackError(_FORMS[kind] + ".")
+        numbers = [int(g) for g in match.groups()]
+        settings: dict[str, int] = {}
+        allowed = {"conv": "sp", "maxpool": "s", "meanpool": "s", "fc": ""}[kind]
+        for option in options:
+            opt = _OPTION.fullmatch(option)
+            if opt is None or opt.group(1) not in allowed:
+                raise StackError(f"'/{option}' is not an option here; {_FORMS[kind]}.")
+            key = {"s": "stride", "p": "padding"}[opt.group(1)]
+            if key in settings:
+                raise StackError(f"the {key} is given twice.")
+            settings[key] = int(opt.group(2))
+        if kind == "conv":
+            return LayerSpec("conv", numbers[0], out=numbers[1], **settings)
+        if kind == "fc":
+            return LayerSpec("fc", out=numbers[0])
+        return LayerSpec(kind, numbers[0], **settings)
+    if head not in _PLAIN or options:
+        raise StackError(f"write just {'bn' if kind == 'batchnorm' else kind} (it has no settings).")
+    return LayerSpec(kind)
+
+
+def parse_stack(text: str) -> list[LayerSpec]:
+    """'conv3x16,relu,maxpool2,...' -> layer specs. Spaces and upper case are tolerated.
+
+    Raises StackError naming the layer number, the token and the expected form.
+    """
+    if not isinstance(text, str):
+        raise StackError("The stack must be text such as 'conv3x16,relu,maxpool2,gap,fc10'.")
+    if len(text) > 40 * MAX_LAYERS:
+        raise StackError(f"The stack text is {len(text)} characters long; that is more than "
+                         f"{MAX_LAYERS} layers can need.")
+    body = text.strip().lower()
+    if not body:
+        raise StackError(f"The stack is empty: write layers separated by commas, e.g. "
+                         f"{STACK_PRESETS['Tiny CNN (Fashion-MNIST)']}.")
+    tokens = [t.strip().replace(" ", "") for t in body.split(",")]
+    if len(tokens) > MAX_LAYERS:
+        raise StackError(f"The stack has {len(tokens)} layers; at most {MAX_LAYERS} are allowed.")
+    specs = []
+    for number, token in enumerate(tokens, start=1):
+        if not token:
+            raise StackError(f"Layer {number} is empty: remove the extra comma.")
+        try:
+            specs.append(_parse_token(token))
+        except StackError as error:
+            raise StackError(f"Layer {number} '{token}': {error}") from None
+    return specs
+
+
+def format_stack(specs: Sequence[LayerSpec]) -> str:
+    """Layer specs -> the canonical text; parse_stack(format_stack(s)) == s."""
+    return ",".join(spec.token for spec in specs)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What one layer does to the shapes, what it costs, and what one of its units sees.
+
+    Receptive field, along each axis, in input pixels (integer coordinates, pixel 0 first):
+    rf_size pixels wide, neighbouring units rf_jump pixels apart, the first unit's field
+    centred at rf_start (a half-integer for even sizes); unit u covers
+    [rf_start + u·rf_jump − (rf_size − 1)/2, rf_start + u·rf_jump + (rf_size − 1)/2] before
+    clipping to the image. For flatten every unit is one position of the map before it, so
+    the numbers carry over; after gap or fc (rf_global) every unit sees all of the input that
+    the last feature map sees.
+    """
+
+    index: int  # 0-based position in the stack
+    spec: LayerSpec
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: int
+    multiply_adds: int  # the lecture's count, bias counted as one multiply-add
+    multiply_adds_without_bias: int
+    rf_size: int
+    rf_jump: int
+    rf_start: float
+    rf_global: bool = False
+
+    @property
+    def number(self) -> int:
+        """1-based, as the messages and tables say 'Layer 3'."""
+        return self.index + 1
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the output is still a (C, H, W) feature map."""
+        return len(self.out_shape) == 3
+
+    @property
+    def outputs(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def rf_first_left(self) -> int:
+        """Input pixel where the field of unit 0 begins (negative: it starts in the padding)."""
+        return round(self.rf_start - (self.rf_size - 1) / 2)
+
+    @property
+    def conv_counts(self) -> ConvCounts | None:
+        if self.kind != "conv":
+            return None
+        return ConvCounts(self.spec.kernel, self.in_shape[0], self.spec.out, self.out_shape[1], self.out_shape[2])
+
+
+@dataclass(frozen=True)
+class StackTotals:
+    params: int
+    multiply_adds: int
+    activations: int  # numbers held in the forward pass of one image, the input included
+
+    @property
+    def params_mb(self) -> float:
+        return self.params * BYTES_PER_NUMBER / 1e6
+
+    @property
+    def activation_mb(self) -> float:
+        return self.activations * BYTES_PER_NUMBER / 1e6
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """(16, 14, 14) -> '16x14x14'; (10,) -> '10'."""
+    return "x".join(str(n) for n in shape)
+
+
+def _check_in_shape(in_shape) -> tuple[int, int, int]:
+    try:
+        d, m, l = (int(n) for n in in_shape)
+    except (TypeError, ValueError):
+        raise StackError(f"The input shape must be (channels, height, width), not {in_shape!r}.") from None
+    if not 1 <= d <= MAX_INPUT_CHANNELS:
+        raise StackError(f"The input must have 1 to {MAX_INPUT_CHANNELS} channels, not {d}.")
+    for what, n in (("height", m), ("width", l)):
+        if not 1 <= n <= MAX_INPUT_SIDE:
+            raise StackError(f"The input {what} must be from 1 to {MAX_INPUT_SIDE} pixels, not {n}.")
+    return d, m, l
+
+
+def _megabytes(numbers: int) -> str:
+    return f"{numbers * BYTES_PER_NUMBER / 1e6:,.1f} MB"
+
+
+def analyse(specs: Sequence[LayerSpec], in_shape: Sequence[int] = (1, 28, 28)) -> list[LayerInfo]:
+    """Shapes, counts and receptive fields of every layer for an input (d, m, l).
+
+    Raises StackError, naming the first layer that cannot work, when a window does not fit,
+    a conv or pool comes after flatten/gap, fc meets a feature map, flatten/gap appear
+    twice, or the model grows beyond the limits (parameters, activation memory, multiply-adds).
+    """
+    specs = list(specs)
+    if not specs:
+        raise StackError("The stack is empty: add at least one layer.")
+    if len(specs) > MAX_LAYERS:
+        raise StackError(f"The stack has {len(specs)} layers; at most {MAX_LAYERS} are allowed.")
+    shape: tuple[int, ...] = _check_in_shape(in_shape)
+    size, jump, start, is_global = 1, 1, 0.0, False
+    flattened_at: LayerInfo | None = None
+    total_params = total_macs = 0
+    total_activations = math.prod(shape)
+    infos: list[LayerInfo] = []
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, LayerSpec):
+            raise StackError(f"Layer {index + 1}: expected a LayerSpec, not {type(spec).__name__}.")
+        label = f"Layer {index + 1} {spec.name}"
+        kind = spec.kind
+        params = macs = macs_plain = 0
+        if kind in SPATIAL_KINDS or kind in TO_VECTOR_KINDS:
+            if flattened_at is not None:
+                if kind in TO_VECTOR_KINDS:
+                    raise StackError(
+                        f"{label}: the input is already a vector of {shape[0]:,} numbers after layer "
+                        f"{flattened_at.number} {flattened_at.name}; use flatten or gap only once.")
+                what = "pooling" if kind in POOL_KINDS else "a convolution"
+                raise StackError(
+                    f"{label}: it comes after layer {flattened_at.number} {flattened_at.name}, which turned "
+                    f"the feature maps into a vector of {shape[0]:,} numbers, but {what} needs a "
+                    f"(channels, height, width) feature map. Move it before the {flattened_at.spec.token}.")
+        if kind in SPATIAL_KINDS:
+            c, h, w = shape
+            k, s, p = spec.kernel, spec.stride, spec.padding
+            if h + 2 * p < k or w + 2 * p < k:
+                padded = f" ({h + 2 * p}x{w + 2 * p} with padding {p})" if p else ""
+                fix = ("Remove a pooling layer or use padding." if kind in POOL_KINDS else
+                       "Remove a pooling layer, use a smaller kernel, or more padding.")
+                raise StackError(f"{label}: its input is {h}x{w}{padded}, smaller than the {k}x{k} window. {fix}")
+            if kind == "conv":
+                oh, ow = output_size(h, k, p, s), output_size(w, k, p, s)
+                counts = ConvCounts(k, c, spec.out, oh, ow)
+                params, macs, macs_plain = counts.params, counts.macs, counts.macs_without_bias
+                out_shape = (spec.out, oh, ow)
+            else:
+                out_shape = (c, pool_output_size(h, k, s), pool_output_size(w, k, s))
+            start = start + ((k - 1) / 2 - p) * jump
+            size = size + (k - 1) * jump
+            jump = jump * s
+        elif kind == "flatten":
+            out_shape = (math.prod(shape),)
+        elif kind == "gap":
+            out_shape = (shape[0],)
+            is_global = True
+        elif kind == "fc":
+            if len(shape) == 3:
+                c, h, w = shape
+                raise StackError(
+                    f"{label}: its input is still a {c}x{h}x{w} feature map; add flatten or gap before fc "
+                    f"(flatten gives {c * h * w:,} numbers, gap gives {c}).")
+            n_in = shape[0]
+            params = n_in * spec.out + spec.out
+            macs = spec.out * (n_in + 1)
+            macs_plain = spec.out * n_in
+            out_shape = (spec.out,)
+            is_global = True
+        elif kind == "batchnorm":
+            out_shape = shape
+            params = 2 * shape[0]
+        else:  # relu, tanh
+            out_shape = shape
+        info = LayerInfo(index, spec, tuple(shape), tuple(out_shape), params, macs, macs_plain,
+                         size, jump, start, is_global)
+        if kind in TO_VECTOR_KINDS:
+            flattened_at = info
+        total_params += params
+        total_macs += macs
+        total_activations += math.prod(out_shape)
+        if total_params > MAX_PARAMS:
+            raise StackError(
+                f"{label}: with its {params:,} parameters the model reaches {total_params:,} parameters "
+                f"({_megabytes(total_params)} as float32), more than the {MAX_PARAMS:,} "
+                f"({_megabytes(MAX_PARAMS)}) this app allows. Use fewer filters or units, or pool more before fc.")
+        if total_activations * BYTES_PER_NUMBER / 1e6 > MAX_ACTIVATION_MB:
+            raise StackError(
+                f"{label}: its {shape_text(out_shape)} output brings the activations of one image to "
+                f"{_megabytes(total_activations)}, more than the {MAX_ACTIVATION_MB:g} MB this app allows. "
+                f"Use a smaller input, fewer filters, or pool earlier.")
+        if total_macs > MAX_MULTIPLY_ADDS:
+            raise StackError(
+                f"{label}: the model reaches {total_macs:,} multiply-adds per image here, more than the "
+                f"{MAX_MULTIPLY_ADDS:,} this app allows. Use fewer filters, or pool earlier.")
+        infos.append(info)
+        shape = tuple(out_shape)
+    return infos
+
+
+def totals(infos: Sequence[LayerInfo]) -> StackTotals:
+    """Parameters and multiply-adds of the whole stack, and the forward activations of one image."""
+    activations = (math.prod(infos[0].in_shape) if infos else 0) + sum(i.outputs for i in infos)
+    return StackTotals(sum(i.params for i in infos), sum(i.multiply_adds for i in infos), activations)
+
+
+def _as_infos(infos_or_specs, in_shape) -> list[LayerInfo]:
+    items = list(infos_or_specs)
+    if items and all(isinstance(i, LayerInfo) for i in items):
+        if in_shape is not None and tuple(in_shape) != items[0].in_shape:
+            raise StackError(f"The layers were analysed for a {shape_text(items[0].in_shape)} input, "
+                             f"not {shape_text(in_shape)}.")
+        return items
+    if isinstance(infos_or_specs, str):
+        items = parse_stack(infos_or_specs)
+    return analyse(items, in_shape if in_shape is not None else (1, 28, 28))
+
+
+def unit_receptive_field(infos_or_specs, in_shape: Sequence[int] | None, layer_index: int,
+                         row: int = 0, col: int = 0) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right), inclusive, of the input pixels that the unit at (row, col)
+    of layer `layer_index`'s output (0-based) depends on, clipped to the input.
+
+    The window is followed back layer by layer and clipped to each map's real positions, so
+    padding and the pixels a floor-rounded stride leaves out are never counted. For a layer
+    whose output is a vector, `row` is the unit's index and `col` must be 0: a flatten unit
+    sees what its map position sees, a gap or fc unit all that the last map sees.
+    """
+    infos = _as_infos(infos_or_specs, in_shape)
+    if not 0 <= layer_index < len(infos):
+        raise StackError(f"There is no layer {layer_index} (0-based) in a stack of {len(infos)} layers.")
+    target = infos[layer_index]
+    shape = target.out_shape
+    if len(shape) == 3:
+        if not (0 <= row < shape[1] and 0 <= col < shape[2]):
+            raise StackError(f"Layer {target.number} {target.name} outputs {shape[1]}x{shape[2]} maps; "
+                             f"there is no unit at row {row}, column {col}.")
+    elif not (0 <= row < shape[0] and col == 0):
+        raise StackError(f"Layer {target.number} {target.name} outputs a vector of {shape[0]}; "
+                         f"give the unit's index as row (0 to {shape[0] - 1}) and column 0.")
+    if len(shape) == 3:
+        box, i = [row, col, row, col], layer_index + 1
+    else:
+        # i: the flatten or gap layer that turned the maps into a vector; box in its input.
+        i = next(j for j in range(layer_index + 1) if len(infos[j].out_shape) == 1)
+        _, h, w = infos[i].in_shape
+        mixed = infos[i].kind == "gap" or any(info.kind == "fc" for info in infos[i:layer_index + 1])
+        if mixed:
+            box = [0, 0, h - 1, w - 1]
+        else:  # flatten, then only relu/tanh/bn: unit `row` is one position of one channel
+            r, q = divmod(row % (h * w), w)
+            box = [r, q, r, q]
+    # box now lies in the input of layer i (i.e. the output of layer i-1); walk down.
+    for info in reversed(infos[:i]):
+        if info.kind in SPATIAL_KINDS:
+            k, s, p = info.spec.kernel, info.spec.stride, info.spec.padding
+            _, h, w = info.in_shape
+            top, left, bottom, right = box
+            box = [max(0, top * s - p), max(0, left * s - p),
+                   min(h - 1, bottom * s - p + k - 1), min(w - 1, right * s - p + k - 1)]
+    return tuple(box)
+
+
+# --------------------------------------------------------------------------- torch model
+
+
+def _activation_module(name: str) -> nn.Module:
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}[name]()
+
+
+def build_model(specs: Sequence[LayerSpec] | str, in_shape: Sequence[int] = (1, 28, 28),
+                activation: str | None = None) -> nn.Sequential:
+    """The stack as a trainable torch model, one module per layer (model[i] is layer i).
+
+    `analyse` runs first, so an impossible stack raises StackError, never a torch error.
+    activation=None keeps the stack's own ReLU/tanh layers; 'relu', 'tanh' or 'identity'
+    replaces every activation layer by that one (identity: a purely linear stack).
+    """
+    if isinstance(specs, str):
+        specs = parse_stack(specs)
+    if activation not in (None, "relu", "tanh", "identity"):
+        raise StackError(f"The activation is 'relu', 'tanh' or 'identity', not {activation!r}.")
+    infos = analyse(specs, in_shape)
+    layers: list[nn.Module] = []
+    for info in infos:
+        spec, kind = info.spec, info.kind
+        if kind == "conv":
+            layer = nn.Conv2d(info.in_shape[0], spec.out, spec.kernel, stride=spec.stride, padding=spec.padding)
+        elif kind == "maxpool":
+            layer = nn.MaxPool2d(spec.kernel, stride=spec.stride)
+        elif kind == "meanpool":
+            layer = nn.AvgPool2d(spec.kernel, stride=spec.stride)
+        elif kind in ACTIVATION_KINDS:
+            layer = _activation_module(activation or kind)
+        elif kind == "batchnorm":
+            layer = (nn.BatchNorm2d if len(info.in_shape) == 3 else nn.BatchNorm1d)(info.in_shape[0])
+        elif kind == "flatten":
+            layer = nn.Flatten()
+        elif kind == "gap":
+            layer = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        else:  # fc
+            layer = nn.Linear(info.in_shape[0], spec.out)
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def with_mean_pooling(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """The same stack with every max pool replaced by a mean pool of the same geometry."""
+    return [dataclasses.replace(s, kind="meanpool") if s.kind == "maxpool" else s for s in specs]
+
+
+# --------------------------------------------------------------------------- presets
+
+STACK_PRESETS: dict[str, str] = {
+    "Tiny CNN (Fashion-MNIST)": "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10",
+    "Lecture-style: conv, pool, repeat":
+        "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,flatten,fc10",
+    "VGG-like block (32x32x3)":
+        "conv3x32,relu,conv3x32,relu,maxpool2,conv3x64,relu,conv3x64,relu,maxpool2,flatten,fc128,relu,fc10",
+    "All-convolutional with strided convs":
+        "conv3x16,relu,conv3x32/s2,relu,conv3x32,relu,conv3x64/s2,relu,conv1x10,gap",
+    "Global average pooling head": "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,gap,fc10",
+    "With batch normalization": "conv3x16,bn,relu,maxpool2,conv3x32,bn,relu,maxpool2,gap,fc10",
+}
+
+PRESET_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "Tiny CNN (Fashion-MNIST)": (1, 28, 28),
+    "Lecture-style: conv, pool, repeat": (1, 28, 28),
+    "VGG-like block (32x32x3)": (3, 32, 32),
+    "All-convolutional with strided convs": (1, 28, 28),
+    "Global average pooling head": (1, 28, 28),
+    "With batch normalization": (1, 28, 28),
+}
