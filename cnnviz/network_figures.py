@@ -1,0 +1,118 @@
+"""Figures for a stack of layers: how shapes shrink and channels grow, and what one unit sees.
+
+Pure functions from `cnnviz.network` results (and an input picture) to plotly figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+import torch
+from PIL import Image, ImageOps
+
+from .network import LayerInfo, unit_receptive_field
+
+SIDE_COLOUR = "#1f6feb"  # blue: the spatial size
+CHANNEL_COLOUR = "#b45309"  # amber-brown: the channels
+FIELD_COLOUR = "#f59e0b"  # the same amber as a filter window on the grids
+FIELD_FILL = "rgba(245,158,11,0.18)"
+
+
+def fit_picture(image: Image.Image, in_shape: Sequence[int]) -> Image.Image:
+    """The picture as the network would get it: centre-cropped and resized to (H, W), grey for 1 channel."""
+    channels, height, width = in_shape
+    picture = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+    return picture.convert("L").convert("RGB") if channels == 1 else picture
+
+
+def _png_source(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def lecture_shape(shape: Sequence[int]) -> str:
+    """As the lecture writes a tensor: (64, 224, 224) -> '224×224×64' (m × l × d); a vector (n,) -> 'n'."""
+    if len(shape) == 3:
+        channels, height, width = shape
+        return f"{height}×{width}×{channels}"
+    return f"{shape[0]:,}"
+
+
+def spatial_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """The layers whose output is still a feature map (conv, pooling and the activations between)."""
+    return [info for info in infos if len(info.out_shape) == 3]
+
+
+def shapes_figure(infos: Sequence[LayerInfo], height_px: int = 400) -> go.Figure:
+    """Height of the feature maps (falling) and number of channels (rising), layer by layer."""
+    maps = [(0, "input", infos[0].in_shape)] if len(infos[0].in_shape) == 3 else []
+    maps += [(info.number, f"{info.number}. {info.spec.token}", info.out_shape) for info in spatial_layers(infos)
+             if info.kind in ("conv", "maxpool", "meanpool")]
+    labels = [label for _, label, _ in maps]
+    sides = [shape[1] for *_, shape in maps]
+    channels = [shape[0] for *_, shape in maps]
+    texts = [lecture_shape(shape) for *_, shape in maps]
+    data = [
+        {"type": "bar", "x": labels, "y": sides, "name": "height m of the maps", "marker": {"color": SIDE_COLOUR},
+         "text": texts, "textposition": "outside", "cliponaxis": False, "yaxis": "y", "textfont": {"size": 12},
+         "constraintext": "none",
+         "hovertemplate": "%{x}: %{text}<extra></extra>", "offsetgroup": 1},
+        {"type": "scatter", "x": labels, "y": channels, "name": "channels d", "mode": "lines+markers",
+         "line": {"color": CHANNEL_COLOUR, "width": 3}, "marker": {"size": 10}, "yaxis": "y2",
+         "hovertemplate": "%{x}: %{y} channels<extra></extra>"},
+    ]
+    layout = {
+        "height": height_px, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "title": {"text": "Space shrinks, channels grow", "x": 0.5, "xanchor": "center", "font": {"size": 15}},
+        "yaxis": {"title": {"text": "height m", "font": {"color": SIDE_COLOUR}}, "rangemode": "tozero",
+                  "range": [0, max(sides) * 1.2]},
+        "yaxis2": {"title": {"text": "channels d", "font": {"color": CHANNEL_COLOUR}}, "overlaying": "y",
+                   "side": "right", "rangemode": "tozero", "range": [0, max(channels) * 1.15], "showgrid": False,
+                   "tickformat": "d"},
+        "legend": {"orientation": "h", "y": -0.25, "x": 0.5, "xanchor": "center"},
+        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "bargap": 0.5,
+    }
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def receptive_field_figure(picture: Image.Image, box: tuple[int, int, int, int], title: str = "",
+                           width_px: int = 300) -> go.Figure:
+    """The input picture with the receptive field box (top, left, bottom, right, inclusive) drawn on it."""
+    width, height = picture.size
+    top, left, bottom, right = box
+    field = {"type": "rect", "x0": left - 0.5, "x1": right + 0.5, "y0": top - 0.5, "y1": bottom + 0.5,
+             "line": {"color": FIELD_COLOUR, "width": 3}, "fillcolor": FIELD_FILL}
+    layout = {
+        "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 13}} if title else None,
+        "width": width_px, "height": int(width_px * height / width) + (44 if title else 8),
+        "margin": {"l": 4, "r": 4, "t": 40 if title else 4, "b": 4}, "shapes": [field],
+        "xaxis": {"visible": False, "range": [-0.5, width - 0.5], "constrain": "domain"},
+        "yaxis": {"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x", "constrain": "domain"},
+        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    image = {"type": "image", "source": _png_source(picture), "hoverinfo": "skip"}
+    return go.Figure(data=[image], layout=layout, _validate=False)
+
+
+def centre_unit(info: LayerInfo) -> tuple[int, int]:
+    _, height, width = info.out_shape
+    return (height - 1) // 2, (width - 1) // 2
+
+
+def growth_figures(infos: Sequence[LayerInfo], picture: Image.Image, width_px: int = 170) -> list[go.Figure]:
+    """One small picture per conv or pooling layer: what its centre unit sees, growing layer by layer."""
+    figures = []
+    for info in spatial_layers(infos):
+        if info.kind not in ("conv", "maxpool", "meanpool"):
+            continue
+        row, col = centre_unit(info)
+        box = unit_receptive_field(infos, None, info.index, row, col)
+        size = f"{box[2] - box[0] + 1}×{box[3] - box[1] + 1}"
+        figures.append(receptive_field_figure(
+            picture, box, f"{info.number}. {info.spec.token} → {lecture_shape(info.out_shape)}<br>sees {size}",
+            width_px))
+    return figures
