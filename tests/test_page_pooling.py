@@ -1,0 +1,151 @@
+"""The pooling page through Streamlit's AppTest: the lecture's numbers, its controls, its URL state."""
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.examples import LECTURE_POOLING_INPUT
+from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack, totals
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/2_Pooling.py"
+
+
+def run_page(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page(PAGE)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    progress = [p.proto.text for p in at.get("progress")]
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + progress)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """Plotly figures by widget key suffix (the charts' keys end in their names)."""
+    found = {}
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        found[element.proto.id.rsplit("-", 1)[-1] if element.proto.id else str(len(found))] = spec
+    return found
+
+
+def chart_values(at: AppTest) -> list[list[list[float]]]:
+    """The value grids of all grid figures on the page (the heatmap with text), in page order."""
+    grids = []
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        for trace in spec["data"]:
+            if trace.get("type") == "heatmap" and "text" in trace:
+                grids.append(trace["z"])
+    return grids
+
+
+def test_opens_on_the_lectures_max_pooling_and_steps_to_the_end():
+    at = run_page()
+    assert "max(1, 2, 2, -1) = 2" in text_of(at)
+    assert "Output 1 of 4" in text_of(at)
+    button(at, "End").click().run()
+    assert not at.exception
+    assert "max(-1, -1, -2, -5) = -1" in text_of(at)
+    expected = F.max_pool2d(LECTURE_POOLING_INPUT[None, None], 2, 2)[0, 0].tolist()
+    assert expected == [[2, 1], [3, -1]]
+    assert expected in chart_values(at)  # the filled output grid
+    assert at.query_params["step"] == ["3"]
+
+
+def test_mean_pooling_from_a_link_explains_the_sum_over_the_count():
+    at = run_page(kind="mean", step="1")
+    assert "(1 + 1 + 0 + 1) / 4 = 3 / 4 = 0.75" in text_of(at)
+    assert "Mean pooling would" not in text_of(at)
+
+
+def test_channels_are_pooled_one_by_one():
+    at = run_page(channels="2")
+    assert "Output 1 of 8" in text_of(at)
+    assert "Input 4×4×2 → output **2×2×2**" in text_of(at)
+    button(at, "End").click().run()
+    assert "output channel 2, row 2, column 2" in text_of(at)
+
+
+def test_kernel_and_stride_change_the_output_size_formula():
+    at = run_page()
+    at.number_input(key="pool.k").set_value(3).run()
+    assert "⌊(4 − 3) / 2⌋ + 1 = 1" in text_of(at)
+    # stride 2 with kernel 3 on 4x4 leaves the last row and column out of every window
+    assert any("never reach the output" in w.value for w in at.warning)
+
+
+def test_a_window_larger_than_the_input_is_explained():
+    at = run_page(k="5", s="1")
+    assert any("gives no output" in e.value for e in at.error)
+
+
+def test_a_bad_link_value_is_reported_and_replaced():
+    at = run_page(k="99")
+    assert any("k='99' was ignored" in w.value for w in at.warning)
+    assert "max(1, 2, 2, -1) = 2" in text_of(at)
+
+
+def test_strided_convolution_and_the_three_ways_to_halve():
+    at = run_page()
+    # The strided convolution's first output, with the lecture's 2x2 kernel [[1, 0], [0, 1]]: 1 + (-1) = 0.
+    assert "1·1 + 0·2 + 0·2 + 1·(−1) = 0" in text_of(at)
+    x = LECTURE_POOLING_INPUT[None, None]
+    values = chart_values(at)
+    for expected in (F.max_pool2d(x, 2, 2), F.avg_pool2d(x, 2, 2),
+                     F.conv2d(x, torch.full((1, 1, 2, 2), 0.25, dtype=torch.float64), stride=2)):
+        assert expected[0, 0].tolist() in values
+    assert any("is* mean pooling" in s.value for s in at.success)
+
+
+def test_flatten_versus_global_average_pooling_counts():
+    at = run_page()
+    text = text_of(at)
+    assert "**102,764,544**" in text and "**2,101,248**" in text
+    at.number_input(key="pool.units").set_value(1000).run()
+    assert f"**{25088 * 1000 + 1000:,}**" in text_of(at) and f"**{512 * 1000 + 1000:,}**" in text_of(at)
+
+
+def test_network_builder_table_matches_the_engine_and_reacts():
+    at = run_page()
+    infos = analyse(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"]), (1, 28, 28))
+    assert f"**{totals(infos).params:,} parameters**" in text_of(at)
+    table = at.dataframe[0].value
+    assert list(table["output m×l×d"])[-3:] == ["3×3×64", "576", "10"]
+    button(at, "GAP head").click().run()
+    assert at.query_params["net"] == ["conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,gap,fc10"]
+    model = build_model(at.query_params["net"][0], (1, 28, 28))
+    assert f"**{sum(p.numel() for p in model.parameters()):,} parameters**" in text_of(at)
+    button(at, "Remove last").click().run()
+    assert at.query_params["net"] == ["conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,gap,fc10"]
+    button(at, "Conv block").click().run()
+    assert at.query_params["net"][0].endswith("conv3x64,relu,conv3x128,relu,gap,fc10")
+
+
+def test_receptive_field_of_a_chosen_unit():
+    at = run_page(net="conv3x8,maxpool2,conv3x8,maxpool2,flatten,fc10", rfl="3", rfr="1", rfc="1")
+    # Unit (1, 1) of the second conv: 8x8 field, its top-left reaching into the padding -> rows 1-5.
+    assert "input rows **1–5** and columns **1–5**: a **5×5** patch" in text_of(at)
+    at.number_input(key="pool.rfr").set_value(4).run()
+    assert "input rows **4–11** and columns **1–5**" in text_of(at)  # rows: an interior unit's full 8
+
+
+def test_an_impossible_stack_is_explained_and_kept():
+    at = run_page(net="conv3x16,relu,fc10")
+    assert any("add flatten or gap before fc" in e.value for e in at.error)
+    assert at.text_input(key="pool.net").value == "conv3x16,relu,fc10"
+    at.text_input(key="pool.net").set_value("conv3x16,relu,maxpool2,conv3x16,,fc10").run()
+    assert any("Layer 5 is empty" in e.value for e in at.error)
