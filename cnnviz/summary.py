@@ -1,0 +1,802 @@
+"""Architecture summaries: per layer, the output shape, parameters, multiply-adds, FLOPs and
+activation memory of any torch model for a given input size, without allocating its weights.
+
+The model is built on torch's *meta* device: parameters and activations there carry shapes
+and dtypes but no storage, so VGG-16's 138,357,544 weights cost nothing, and a forward pass
+with a meta input only propagates shapes (a few milliseconds). Forward hooks on every leaf
+module record what each layer receives and returns; the counts follow from the shapes by
+formula, layer type by layer type:
+
+- convolution: m'·l'·d'·(k·k·d/groups + 1) multiply-adds, the lecture's formula, which counts
+  the bias as one more multiply-add per output (`macs`); without the bias m'·l'·d'·k·k·d/groups
+  (`macs_without_bias`). Parameters d'·(k·k·d/groups + 1).
+- fully connected: n'·(n + 1) multiply-adds and parameters (n'·n without the bias).
+- batch norm: 2·C multiply-adds, torchinfo's convention (one scale and one shift per channel;
+  at inference it folds into the convolution before it), C without the shift.
+- ReLU, max and mean pooling, dropout, flatten: 0 multiply-adds. The lecture calls ReLU and
+  max pooling "maximum operations": comparisons, not multiply-adds.
+
+These are exactly torchinfo's "Mult-Adds" per layer (tests check it layer by layer). FLOPs
+are 2 x multiply-adds (one multiplication and one addition each). Activation memory is the
+layer's output in float32 for one image.
+
+Run `python -m cnnviz.summary vgg16 --input 224` for a table, `--json` for a list of layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+BYTES_PER_NUMBER = 4  # float32
+MAX_INPUT_SIDE = 4096  # meta tensors cost nothing, but the numbers should stay meaningful
+MAX_INPUT_CHANNELS = 64
+
+# The lecture's "CNN as Nested Function" slide: approximate figures for VGG-16.
+LECTURE_PARAMS = 132_000_000
+LECTURE_MULTIPLY_ADDS = 16_000_000_000
+LECTURE_INPUT = (3, 224, 224)
+
+
+class SummaryError(ValueError):
+    """A model or input that cannot be analysed; the message says why in plain words and,
+    where the input is too small, names the layer where it breaks."""
+
+
+# --------------------------------------------------------------------------- the models
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    key: str  # short name for URLs and the command line
+    title: str
+    constructor: str  # torchvision.models.<constructor>
+    input_size: int  # the size it was trained at
+    note: str
+
+
+TORCHVISION_MODELS: dict[str, ModelChoice] = {
+    "vgg16": ModelChoice("vgg16", "VGG-16", "vgg16", 224,
+                         "13 convolutions 3x3 in 5 blocks, 3 fully connected layers (the lecture's example)."),
+    "vgg11": ModelChoice("vgg11", "VGG-11", "vgg11", 224, "8 convolutions and 3 fully connected layers."),
+    "vgg13": ModelChoice("vgg13", "VGG-13", "vgg13", 224, "10 convolutions and 3 fully connected layers."),
+    "vgg19": ModelChoice("vgg19", "VGG-19", "vgg19", 224, "16 convolutions and 3 fully connected layers."),
+    "alexnet": ModelChoice("alexnet", "AlexNet", "alexnet", 224,
+                           "5 convolutions with large early kernels (11x11, 5x5), 3 fully connected layers."),
+    "resnet18": ModelChoice("resnet18", "ResNet-18", "resnet18", 224,
+                            "17 convolutions with batch norm and shortcut connections, global average "
+                            "pooling, one fully connected layer."),
+}
+
+
+@lru_cache(maxsize=None)
+def meta_model(key: str) -> nn.Module:
+    """torchvision's architecture `key`, built on the meta device: no weight memory at all.
+
+    Cached per model (building takes ~20 ms, tracing it ~3 ms); `summarize` traces it afresh
+    for every input size. Do not run it yourself: its parameters hold no values.
+    """
+    if key not in TORCHVISION_MODELS:
+        raise SummaryError(f"Unknown model {key!r}; choose one of {', '.join(TORCHVISION_MODELS)}.")
+    import torchvision  # imported here: it costs about a second, and the stack path never needs it
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, TORCHVISION_MODELS[key].constructor)(weights=None)
+    return model.eval()
+
+
+def stack_meta_model(stack, in_shape: Sequence[int]) -> nn.Module:
+    """A cnnviz stack ('conv3x8,relu,maxpool2,...') as a torch model on the meta device."""
+    from .network import StackError, build_model
+
+    try:
+        with torch.device("meta"):
+            return build_model(stack, tuple(in_shape)).eval()
+    except StackError as error:
+        raise SummaryError(str(error)) from None
+
+
+# --------------------------------------------------------------------------- one layer
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+ADAPTIVE_TYPES = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                  nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU,
+                    nn.Hardswish, nn.Hardtanh, nn.Identity)
+
+
+def layer_kind(module: nn.Module) -> str:
+    """'conv', 'pool', 'adaptive pool', 'fc', 'batchnorm', 'activation', 'dropout', 'flatten',
+    'softmax' or 'other'."""
+    for types, kind in ((CONV_TYPES, "conv"), (POOL_TYPES, "pool"), (ADAPTIVE_TYPES, "adaptive pool"),
+                        ((nn.Linear,), "fc"), (NORM_TYPES, "batchnorm"), (ACTIVATION_TYPES, "activation"),
+                        ((nn.Dropout, nn.Dropout2d, nn.Dropout1d), "dropout"), ((nn.Flatten,), "flatten"),
+                        ((nn.Softmax, nn.LogSoftmax), "softmax")):
+        if isinstance(module, types):
+            return kind
+    return "other"
+
+
+def _pair(value) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _times(values: Sequence[int]) -> str:
+    return "×".join(str(v) for v in values)
+
+
+def describe(module: nn.Module) -> str:
+    """Plain words for a layer, e.g. 'conv 3×3, 64 filters, stride 1, padding 1'."""
+    kind = layer_kind(module)
+    if kind == "conv":
+        text = f"conv {_times(module.kernel_size)}, {module.out_channels} filters"
+        stride, padding = module.stride, module.padding
+        text += f", stride {_times(stride) if len(set(stride)) > 1 else stride[0]}"
+        if isinstance(padding, str):
+            text += f", padding '{padding}'"
+        else:
+            text += f", padding {_times(padding) if len(set(padding)) > 1 else padding[0]}"
+        if module.groups != 1:
+            text += f", {module.groups} groups"
+        return text
+    if kind == "pool":
+        what = "max pool" if "Max" in type(module).__name__ else "mean pool"
+        k = _pair(module.kernel_size)
+        s = _pair(module.stride if module.stride is not None else module.kernel_size)
+        text = f"{what} {_times(k)}, stride {s[0] if len(set(s)) == 1 else _times(s)}"
+        if any(_pair(module.padding)):
+            text += f", padding {_pair(module.padding)[0]}"
+        return text
+    if kind == "adaptive pool":
+        what = "max" if "Max" in type(module).__name__ else "average"
+        size = module.output_size
+        size = _pair(size) if not isinstance(size, int) else (size, size)
+        return f"adaptive {what} pool to {_times(size)}"
+    if kind == "fc":
+        return f"fully connected, {module.out_features:,} units"
+    if kind == "batchnorm":
+        return "batch norm"
+    if kind == "dropout":
+        return f"dropout p={module.p:g}"
+    if kind == "activation":
+        return type(module).__name__ if not isinstance(module, nn.ReLU) else "ReLU"
+    return type(module).__name__
+
+
+def _counts(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(parameters, multiply-adds with bias, multiply-adds without bias) for one call, batch 1."""
+    params = sum(p.numel() for p in module.parameters(recurse=False))
+    kind = layer_kind(module)
+    if kind == "conv":
+        outputs = math.prod(out_shape)
+        per_output = module.weight.numel() // module.out_channels  # k·k·d/groups
+        without = outputs * per_output
+        return params, without + (outputs if module.bias is not None else 0), without
+    if kind == "fc":
+        rows = math.prod(out_shape[:-1])  # 1 for a vector
+        without = rows * module.in_features * module.out_features
+        return params, without + (rows * module.out_features if module.bias is not None else 0), without
+    if kind == "batchnorm":
+        weight = module.weight.numel() if module.weight is not None else 0
+        return params, params, weight
+    # Anything else with parameters: one multiply-add per parameter (torchinfo's rule).
+    return params, params, params
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One call of a leaf module during the forward pass of one image.
+
+    Shapes are channels first and without the batch: (C, H, W) for feature maps, (N,) for
+    vectors. A module called twice (ResNet's ReLU) gives two rows; the second has params 0
+    (the weights are the same) but its own multiply-adds.
+    """
+
+    index: int  # 0-based, in the order the layers run
+    name: str  # module path, as in model.named_modules(): 'features.0'
+    label: str  # short name for charts: 'conv1_1', 'fc1', 'layer1.0.conv1'
+    type: str  # the module's class: 'Conv2d'
+    kind: str  # see layer_kind
+    description: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: int
+    macs: int  # multiply-adds, bias included (the lecture's count; torchinfo's "Mult-Adds")
+    macs_without_bias: int
+    repeated: bool = False
+    kernel: tuple[int, ...] | None = None  # conv / pool
+    groups: int = 1
+    bias: bool = False
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def outputs(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.outputs * BYTES_PER_NUMBER
+
+    def formulas(self) -> list[tuple[str, str, int]]:
+        """(what, formula with this layer's numbers, value), in the lecture's notation:
+        input m×l×d, output m′×l′×d′, kernel k×k."""
+        if self.kind == "conv" and len(self.out_shape) == 3:
+            d_out, m, l = self.out_shape
+            d = self.in_shape[0] // self.groups
+            k = "·".join(str(v) for v in self.kernel)
+            b = " + 1" if self.bias else ""
+            dd = f"d/{self.groups}" if self.groups != 1 else "d"
+            return [
+                ("parameters", f"d′·(k·k·{dd}{' + 1' if self.bias else ''}) = {d_out}·({k}·{d}{b})", self.params),
+                ("multiply-adds (with bias)", f"m′·l′·d′·(k·k·{dd}{' + 1' if self.bias else ''}) = "
+                                              f"{m}·{l}·{d_out}·({k}·{d}{b})", self.macs),
+                ("multiply-adds without bias", f"m′·l′·d′·k·k·{dd} = {m}·{l}·{d_out}·{k}·{d}", self.macs_without_bias),
+                ("FLOPs", f"2 × multiply-adds = 2 × {self.macs:,}", self.flops),
+            ]
+        if self.kind == "fc" and len(self.out_shape) == 1:
+            n_out, n_in = self.out_shape[0], self.in_shape[-1]
+            b = " + 1" if self.bias else ""
+            return [
+                ("parameters", f"n′·(n{b}) = {n_out}·({n_in}{b})", self.params),
+                ("multiply-adds (with bias)", f"n′·(n{b}) = {n_out}·({n_in}{b})", self.macs),
+                ("multiply-adds without bias", f"n′·n = {n_out}·{n_in}", self.macs_without_bias),
+                ("FLOPs", f"2 × multiply-adds = 2 × {self.macs:,}", self.flops),
+            ]
+        if self.kind == "batchnorm":
+            c = self.out_shape[0]
+            return [("parameters", f"2·C = 2·{c} (a scale and a shift per channel)", self.params),
+                    ("multiply-adds", f"2·C = 2·{c} (torchinfo's convention)", self.macs)]
+        if self.kind in ("pool", "adaptive pool", "activation") and self.macs == 0:
+            what = ("maximum operations (comparisons), no multiply-adds" if "max" in self.description.lower()
+                    or self.description == "ReLU" else "no weights; not counted as multiply-adds")
+            return [("parameters", "none", 0), ("multiply-adds", what, 0)]
+        return [("parameters", "", self.params), ("multiply-adds", "", self.macs)]
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """The lecture's order: (64, 224, 224) -> '224×224×64' (height × width × channels);
+    vectors as their length, (4096,) -> '4096'."""
+    shape = tuple(shape)
+    if len(shape) == 3:
+        c, h, w = shape
+        return f"{h}×{w}×{c}"
+    return "×".join(str(n) for n in shape)
+
+
+# --------------------------------------------------------------------------- a whole model
+
+
+@dataclass(frozen=True)
+class Summary:
+    key: str  # 'vgg16', or 'stack' for a cnnviz stack
+    title: str
+    in_shape: tuple[int, int, int]  # (C, H, W)
+    layers: tuple[LayerRow, ...]
+    params: int  # every parameter of the model, each counted once
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.layers)
+
+    @property
+    def macs_without_bias(self) -> int:
+        return sum(r.macs_without_bias for r in self.layers)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def layer_params(self) -> int:
+        return sum(r.params for r in self.layers)
+
+    @property
+    def activations(self) -> int:
+        """Numbers a forward pass of one image produces: the input plus every layer's output
+        (an upper bound: in-place ReLUs reuse their input's memory)."""
+        return math.prod(self.in_shape) + sum(r.outputs for r in self.layers)
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * BYTES_PER_NUMBER
+
+    @property
+    def max_operations(self) -> int:
+        """The lecture's "maximum operations", which are not multiply-adds: one comparison per
+        ReLU output, k·k − 1 per max-pooling output."""
+        total = 0
+        for r in self.layers:
+            if r.type == "ReLU":
+                total += r.outputs
+            elif r.type.startswith("MaxPool") and r.kernel:
+                total += r.outputs * (math.prod(r.kernel) - 1)
+        return total
+
+    @property
+    def param_bytes(self) -> int:
+        return self.params * BYTES_PER_NUMBER
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.layers[-1].out_shape if self.layers else self.in_shape
+
+    def share(self, kind: str, what: str = "params") -> float:
+        """Fraction of the parameters (or 'macs') held by layers of one kind."""
+        total = getattr(self, what)
+        return sum(getattr(r, what) for r in self.layers if r.kind == kind) / total if total else 0.0
+
+    def largest(self, what: str = "params") -> LayerRow:
+        return max(self.layers, key=lambda r: getattr(r, what))
+
+    def row(self, index: int) -> LayerRow:
+        return self.layers[index]
+
+    def as_dicts(self) -> list[dict]:
+        """The layers for JSON: output_shape channels first (torch's order), without the batch."""
+        return [{"name": r.name, "label": r.label, "type": r.type, "description": r.description,
+                 "output_shape": list(r.out_shape), "params": r.params, "macs": r.macs,
+                 "macs_without_bias": r.macs_without_bias, "flops": r.flops,
+                 "activation_bytes": r.activation_bytes} for r in self.layers]
+
+
+_TRACE_LOCK = threading.RLock()  # cached meta models are shared; hooks must not see another trace
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        return _first_tensor(list(value.values()))
+    return None
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if next(m.children(), None) is None]
+
+
+def _linear_shape(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """What nn.Linear returns, as a meta tensor, without running torch's meta matmul (which
+    goes through Python decompositions and costs ~0.4 ms per call, most of a VGG trace)."""
+    if x.shape[-1] != module.in_features:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
+                           f"({math.prod(x.shape[:-1])}x{x.shape[-1]} and {module.in_features}x{module.out_features})")
+    return x.new_empty((*x.shape[:-1], module.out_features))
+
+
+@dataclass
+class _Failure:
+    name: str
+    module: nn.Module | None
+    in_shape: tuple[int, ...] | None
+    inside: bool  # the error came from this leaf (else: from code after it)
+    error: Exception
+
+
+def _trace(model: nn.Module, in_shape: tuple[int, ...]):
+    """Run a meta forward pass; returns (records, failure or None)."""
+    records: list[tuple[str, nn.Module, tuple, tuple]] = []
+    state = {"last": None}
+    handles = []
+
+    def pre_hook(name):
+        def hook(module, args):
+            x = _first_tensor(args)
+            state["last"] = (name, module, tuple(x.shape[1:]) if x is not None else None, False)
+        return hook
+
+    def post_hook(name):
+        def hook(module, args, output):
+            x, y = _first_tensor(args), _first_tensor(output)
+            shape_in = tuple(x.shape[1:]) if x is not None else ()
+            records.append((name, module, shape_in, tuple(y.shape[1:]) if y is not None else ()))
+            last = state["last"]
+            state["last"] = (name, module, last[2] if last else None, True)
+        return hook
+
+    _TRACE_LOCK.acquire()
+    patched = []
+    for name, module in _leaves(model):
+        handles.append(module.register_forward_pre_hook(pre_hook(name)))
+        handles.append(module.register_forward_hook(post_hook(name)))
+        if type(module) is nn.Linear and "forward" not in module.__dict__:
+            module.forward = _linear_shape.__get__(module)
+            patched.append(module)
+    try:
+        with torch.no_grad():
+            model(torch.empty((1, *in_shape), device="meta"))
+    except Exception as error:  # torch reports impossible shapes as RuntimeError / ValueError
+        last = state["last"]
+        if last is None:
+            return records, _Failure("", None, tuple(in_shape), True, error)
+        name, module, shape, done = last
+        return records, _Failure(name, module, shape, not done, error)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module in patched:
+            del module.forward
+        _TRACE_LOCK.release()
+    return records, None
+
+
+def _labels(records, vgg_style: bool) -> list[str]:
+    """Short names: VGG's conv<block>_<n>, pool<block>, fc<n>; indexed Sequential models
+    conv<n>, pool<n>, fc<n>; models with named modules (ResNet) keep their module paths.
+    Activations, dropout and batch norm are named after the layer they follow."""
+    labels: list[str] = []
+    counts: dict[str, int] = {}
+    block, in_block, main = 1, 0, ""
+    for name, module, _, _ in records:
+        kind = layer_kind(module)
+        indexed = name.split(".")[-1].isdigit() or name == ""
+        if not indexed:
+            labels.append(name)
+            main = name
+            continue
+        if kind == "conv":
+            if vgg_style:
+                in_block += 1
+                main = f"conv{block}_{in_block}"
+            else:
+                counts["conv"] = counts.get("conv", 0) + 1
+                main = f"conv{counts['conv']}"
+            labels.append(main)
+        elif kind == "pool":
+            counts["pool"] = counts.get("pool", 0) + 1
+            main = f"pool{block if vgg_style else counts['pool']}"
+            labels.append(main)
+            if vgg_style:
+                block, in_block = block + 1, 0
+        elif kind == "fc":
+            counts["fc"] = counts.get("fc", 0) + 1
+            main = f"fc{counts['fc']}"
+            labels.append(main)
+        elif kind in ("activation", "dropout", "batchnorm"):
+            word = {"activation": describe(module), "dropout": "dropout", "batchnorm": "bn"}[kind]
+            labels.append(f"{word} ({main})" if main else word)
+        else:
+            labels.append(kind if kind != "other" else type(module).__name__)
+    return labels
+
+
+def _check_input(in_shape) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(n) for n in in_shape)
+    except (TypeError, ValueError):
+        raise SummaryError(f"The input shape must be (channels, height, width), not {in_shape!r}.") from None
+    if not 1 <= c <= MAX_INPUT_CHANNELS:
+        raise SummaryError(f"The input must have 1 to {MAX_INPUT_CHANNELS} channels, not {c}.")
+    for what, n in (("height", h), ("width", w)):
+        if not 1 <= n <= MAX_INPUT_SIDE:
+            raise SummaryError(f"The input {what} must be from 1 to {MAX_INPUT_SIDE} pixels, not {n}.")
+    return c, h, w
+
+
+def summarize_module(model: nn.Module, in_shape: Sequence[int], *, key: str = "model",
+                     title: str | None = None, vgg_style: bool = False) -> Summary:
+    """Summarise any torch model for one image of shape (C, H, W).
+
+    A model on the meta device is traced as it is (nothing allocated). A model with real
+    weights is copied to the meta device first (its structure, not its weights).
+    """
+    in_shape = _check_input(in_shape)
+    title = title or type(model).__name__
+    if any(not p.is_meta for p in model.parameters()) or any(not b.is_meta for b in model.buffers()):
+        model = copy.deepcopy(model).to("meta")
+    records, failure = _trace(model, in_shape)
+    if failure is not None:
+        raise SummaryError(_explain(failure, title, in_shape, records, model, vgg_style))
+    labels = _labels(records, vgg_style)
+    rows, seen = [], set()
+    for i, ((name, module, shape_in, shape_out), label) in enumerate(zip(records, labels)):
+        params, macs, without = _counts(module, shape_in, shape_out)
+        repeated = id(module) in seen
+        seen.add(id(module))
+        kind = layer_kind(module)
+        kernel = None
+        if kind == "conv":
+            kernel = tuple(module.kernel_size)
+        elif kind == "pool":
+            kernel = _pair(module.kernel_size)
+        rows.append(LayerRow(
+            i, name, label, type(module).__name__, kind, describe(module), shape_in, shape_out,
+            0 if repeated else params, macs, without, repeated, kernel,
+            getattr(module, "groups", 1) if kind == "conv" else 1,
+            getattr(module, "bias", None) is not None if kind in ("conv", "fc") else False))
+    total = sum(p.numel() for p in model.parameters())
+    return Summary(key, title, in_shape, tuple(rows), total)
+
+
+def summarize(model: str, input_size: int | Sequence[int] = 224, *, channels: int = 3) -> Summary:
+    """Summarise torchvision's `model` ('vgg16', 'vgg11', 'vgg13', 'vgg19', 'alexnet',
+    'resnet18') or a cnnviz stack text for a square input of `input_size` pixels (or an
+    (H, W) pair). Raises SummaryError with a message naming the layer where a too-small
+    input breaks."""
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    in_shape = _check_input((channels, *size))
+    if model in TORCHVISION_MODELS:
+        choice = TORCHVISION_MODELS[model]
+        return summarize_module(meta_model(model), in_shape, key=model, title=choice.title,
+                                vgg_style=model.startswith("vgg"))
+    if isinstance(model, str) and re.fullmatch(r"[a-z0-9/,\s]+", model.strip().lower() or "?") and "," in model:
+        return summarize_stack(model, in_shape)
+    raise SummaryError(f"Unknown model {model!r}: choose one of {', '.join(TORCHVISION_MODELS)}, "
+                       "or give a stack such as 'conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10'.")
+
+
+def summarize_stack(stack, in_shape: Sequence[int], *, built_for: Sequence[int] | None = None,
+                    title: str = "CNN") -> Summary:
+    """Summarise a cnnviz stack (text or LayerSpecs) for an input of shape (C, H, W).
+
+    built_for: the input shape the stack was made for (its fully connected layers fix it);
+    defaults to in_shape. Feeding it another size gives the SummaryError torch would.
+    """
+    in_shape = _check_input(in_shape)
+    model = stack_meta_model(stack, built_for or in_shape)
+    return summarize_module(model, in_shape, key="stack", title=title)
+
+
+# --------------------------------------------------------------------------- explaining failures
+
+
+def _explain(failure: _Failure, title: str, in_shape, records, model, vgg_style: bool) -> str:
+    c, h, w = in_shape
+    start = f"{title} cannot take a {h}×{w}×{c} input"
+    module = failure.module
+    if module is None:
+        return f"{start}: {failure.error}"
+    labels = _labels(records + [(failure.name, module, (), ())], vgg_style) if failure.inside else None
+    where = (f"layer {len(records) + 1}, {labels[-1]} ({describe(module)}, module '{failure.name}')"
+             if failure.inside else None)
+    shape = failure.in_shape
+    kind = layer_kind(module)
+    if failure.inside and kind in ("conv", "pool") and shape is not None and len(shape) == 3:
+        k = tuple(module.kernel_size) if kind == "conv" else _pair(module.kernel_size)
+        pad = module.padding if not isinstance(module.padding, str) else (0, 0)
+        pad = _pair(pad)
+        smallest = smallest_input(model, c, max(in_shape[1:]))
+        text = (f"{start}: at {where} the maps are only {shape_text(shape)}, smaller than its "
+                f"{_times(k)} window" + (f" even with padding {pad[0]}" if any(pad) else "") + ".")
+        if smallest is not None:
+            text += f" The smallest input {title} accepts is {smallest}×{smallest}."
+        return text
+    if failure.inside and kind == "fc" and shape:
+        return (f"{start}: at {where} the fully connected layer expects {module.in_features:,} inputs, "
+                f"but this input size gives it {shape[-1]:,}. A network that flattens its feature maps "
+                f"into a fully connected layer only takes the input size it was built for.")
+    if failure.inside:
+        return f"{start}: at {where}, whose input is {shape_text(shape or ())}, torch reports: {failure.error}"
+    after = labels[-1] if (labels := _labels(records, vgg_style)) else failure.name
+    return (f"{start}: after layer {len(records)}, {after} (module '{failure.name}'), torch reports: "
+            f"{failure.error}")
+
+
+def smallest_input(model: nn.Module, channels: int, start: int = 1) -> int | None:
+    """The smallest square side (pixels) this model runs on, found on meta forward passes:
+    doubling from `start` until one works, then bisecting. None if nothing up to
+    MAX_INPUT_SIDE works (e.g. a fully connected layer that fixes the size)."""
+    def works(n: int) -> bool:
+        return _trace(model, (channels, n, n))[1] is None
+
+    low, high = 0, max(1, start)
+    while not works(high):
+        if high >= MAX_INPUT_SIDE:
+            return None
+        low, high = high, min(MAX_INPUT_SIDE, high * 2)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if works(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+# --------------------------------------------------------------------------- the lecture's walk-through
+
+
+@dataclass(frozen=True)
+class Box:
+    """One box of the block diagram: a layer that changes what the network holds, with the
+    activations, batch norms and dropouts that follow it folded in."""
+
+    kind: str  # 'input', 'conv', 'pool', 'flatten', 'fc', 'softmax', 'other'
+    label: str
+    shape: tuple[int, ...]  # what the box outputs (C, H, W) or (N,)
+    rows: tuple[int, ...]  # indices of the layers it stands for (none for input/flatten/softmax)
+    description: str
+
+    @property
+    def spatial(self) -> bool:
+        return len(self.shape) == 3
+
+
+FOLDED = ("activation", "batchnorm", "dropout")
+
+
+def boxes(summary: Summary, softmax: bool = True) -> list[Box]:
+    """The diagram's boxes: input, every conv / pool / fc layer, a 'flatten' where a map
+    becomes a vector, and (for a classifier) the softmax the lecture draws at the end.
+
+    An adaptive pool that leaves the shape unchanged (VGG's at 224×224) is folded into the
+    box before it, as the lecture does not draw it.
+    """
+    out: list[Box] = [Box("input", "input", summary.in_shape, (), f"input image {shape_text(summary.in_shape)}")]
+    for row in summary.layers:
+        prev = out[-1]
+        same = row.out_shape == prev.shape
+        if (row.kind in FOLDED or row.kind == "flatten" or (row.kind == "adaptive pool" and same)) \
+                and same and prev.kind != "input":
+            quiet = row.kind == "adaptive pool"  # changes nothing here; the lecture does not draw it
+            out[-1] = Box(prev.kind, prev.label, prev.shape, prev.rows + (row.index,),
+                          prev.description + ("" if quiet else f" + {row.description}"))
+            continue
+        if row.kind == "fc" and prev.spatial:
+            n = math.prod(prev.shape)
+            out.append(Box("flatten", "flatten", (n,), (), f"flatten {shape_text(prev.shape)} → {n:,}"))
+        if row.kind == "flatten":
+            out.append(Box("flatten", "flatten", row.out_shape, (row.index,),
+                           f"flatten {shape_text(row.in_shape)} → {math.prod(row.out_shape):,}"))
+            continue
+        kind = {"conv": "conv", "pool": "pool", "adaptive pool": "pool", "fc": "fc"}.get(row.kind, "other")
+        out.append(Box(kind, row.label, row.out_shape, (row.index,), row.description))
+    if softmax and out[-1].kind == "fc":
+        out.append(Box("softmax", "softmax", out[-1].shape, (),
+                       f"softmax: {out[-1].shape[0]:,} scores → probabilities"))
+    return out
+
+
+def _folded(summary: Summary, box: Box) -> str:
+    """' + batch norm + ReLU': what follows the box's main layer (dropout left out)."""
+    words = []
+    for r in box.rows[1:]:
+        row = summary.row(r)
+        if row.kind in ("activation", "batchnorm") and row.description not in words:
+            words.append(row.description)
+    return "".join(f" + {w}" for w in words)
+
+
+def walkthrough(summary: Summary) -> list[str]:
+    """The lecture's walk-through in words, one line per step, from the real shapes:
+    'Input: 224×224×3 = 150,528 numbers', '2 convolutions 3×3 with 64 filters (+ ReLU) → 224×224×64', ..."""
+    lines = [f"Input: {shape_text(summary.in_shape)} = {math.prod(summary.in_shape):,} numbers"]
+    items = boxes(summary)[1:]
+    i = 0
+    while i < len(items):
+        box = items[i]
+        if box.kind == "conv":
+            j = i
+            while (j + 1 < len(items) and items[j + 1].kind == "conv" and items[j + 1].shape == box.shape
+                   and items[j + 1].description.split(",")[0] == box.description.split(",")[0]):
+                j += 1
+            n = j - i + 1
+            row = summary.row(box.rows[0])
+            k = _times(row.kernel)
+            extra = _folded(summary, box)
+            word = "convolution" if n == 1 else f"{n} convolutions"
+            lines.append(f"{word} {k} with {box.shape[0]:,} filters{extra} → {shape_text(box.shape)}")
+            i = j + 1
+            continue
+        if box.kind == "pool":
+            lines.append(f"{box.description} → {shape_text(box.shape)}")
+        elif box.kind == "flatten":
+            lines.append(f"flatten {box.description.split(' ')[1]} → {box.shape[0]:,}-dimensional vector")
+        elif box.kind == "fc":
+            lines.append(f"fully connected, {box.shape[0]:,} neurons{_folded(summary, box)}")
+        elif box.kind == "softmax":
+            lines.append(f"softmax → {box.shape[0]:,} class probabilities")
+        else:
+            lines.append(f"{box.description} → {shape_text(box.shape)}")
+        i += 1
+    return lines
+
+
+# --------------------------------------------------------------------------- numbers for people
+
+
+def approx(n: float) -> str:
+    """138357544 -> '138.4 million', 15483821032 -> '15.48 billion'."""
+    for size, word, digits in ((1e9, "billion", 2), (1e6, "million", 1), (1e3, "thousand", 1)):
+        if abs(n) >= size:
+            return f"{n / size:,.{digits}f} {word}"
+    return f"{n:,.0f}"
+
+
+def megabytes(n_bytes: int) -> str:
+    """Bytes in decimal units: '12.8 MB', '16.4 kB', '40 B'."""
+    if n_bytes >= 1e5:
+        return f"{n_bytes / 1e6:,.1f} MB"
+    return f"{n_bytes / 1e3:,.1f} kB" if n_bytes >= 1000 else f"{n_bytes} B"
+
+
+def table_text(summary: Summary) -> str:
+    """The summary as a fixed-width table with totals, for a terminal or a slide."""
+    headers = ["#", "layer", "module", "what", "output", "params", "mult-adds", "w/o bias", "activation"]
+    body = [[str(r.number), r.label, r.name, r.description, shape_text(r.out_shape), f"{r.params:,}",
+             f"{r.macs:,}", f"{r.macs_without_bias:,}", megabytes(r.activation_bytes)] for r in summary.layers]
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
+    right = {0, 5, 6, 7, 8}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [f"{summary.title}, input {shape_text(summary.in_shape)} (one image, float32)",
+           line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in body), ""]
+    out.append(f"Parameters:          {summary.params:>18,}  ({approx(summary.params)}, "
+               f"{megabytes(summary.param_bytes)})")
+    out.append(f"Multiply-adds:       {summary.macs:>18,}  ({approx(summary.macs)}; bias counted, as in the lecture)")
+    out.append(f"  without bias:      {summary.macs_without_bias:>18,}")
+    out.append(f"FLOPs (2 × MACs):    {summary.flops:>18,}  ({approx(summary.flops)})")
+    out.append(f"Activations:         {summary.activations:>18,}  numbers, input included "
+               f"({megabytes(summary.activation_bytes)})")
+    if summary.key == "vgg16" and summary.in_shape == LECTURE_INPUT:
+        out.append(f"Lecture (approx.):   parameters ≈ {LECTURE_PARAMS:,}, multiply-adds ≈ {LECTURE_MULTIPLY_ADDS:,}")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnviz.summary",
+        description="Per-layer output shapes, parameters and multiply-adds of a CNN, computed on torch's "
+                    "meta device (no weights allocated).",
+        epilog="Examples: python -m cnnviz.summary vgg16 --input 224 | "
+               "python -m cnnviz.summary resnet18 --json | "
+               "python -m cnnviz.summary 'conv3x8,relu,maxpool2,flatten,fc10' --input 28 --channels 1")
+    parser.add_argument("model", help=f"{', '.join(TORCHVISION_MODELS)}, or a cnnviz stack text")
+    parser.add_argument("--input", type=int, default=None, metavar="PIXELS",
+                        help="side of the square input (default: 224; 28 for a stack)")
+    parser.add_argument("--channels", type=int, default=None, help="input channels (default: 3; 1 for a stack)")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of layers: name, label, type, description, output_shape "
+                             "(C, H, W), params, macs, macs_without_bias, flops, activation_bytes")
+    args = parser.parse_args(argv)
+    stack = args.model not in TORCHVISION_MODELS
+    size = args.input if args.input is not None else (28 if stack else 224)
+    channels = args.channels if args.channels is not None else (1 if stack else 3)
+    try:
+        summary = summarize(args.model, size, channels=channels)
+    except SummaryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        _print(summary, args.json)
+    except BrokenPipeError:  # `| head` closed the pipe: fine
+        sys.stderr.close()
+    return 0
+
+
+def _print(summary: Summary, as_json: bool) -> None:
+    if as_json:
+        # One layer per line: easy to read, to diff and to paste into a slide's notes.
+        print("[\n" + ",\n".join(" " + json.dumps(d, ensure_ascii=False) for d in summary.as_dicts()) + "\n]")
+    else:
+        print(table_text(summary))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
