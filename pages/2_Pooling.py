@@ -306,7 +306,9 @@ def pool_stepper(layer: Pooling) -> None:
     filled = layer.filled(step.index)
     in_w, out_w = l * px + 12, out_l * px + 12
     for c in range(d):
-        row = st.columns([in_w, 130, max(out_w, 220), max(80, 1000 - in_w - out_w)], vertical_alignment="top")
+            # Column weights in pixels of a ~1100 px wide page, so each grid gets the room it needs.
+        widths = [in_w + 20, 130, max(out_w, 220)]
+        row = st.columns([*widths, max(10, 1100 - sum(widths))], vertical_alignment="top")
         current = c == step.channel
         row[0].markdown(f"**Input channel {c + 1}**")
         row[2].markdown(f"**Output channel {c + 1}**")
