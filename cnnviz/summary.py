@@ -142,12 +142,14 @@ def describe(module: nn.Module) -> str:
     """Plain words for a layer, e.g. 'conv 3×3, 64 filters, stride 1, padding 1'."""
     kind = layer_kind(module)
     if kind == "conv":
-        text = f"conv {_times(module.kernel_size)}, {module.out_channels} filters"
-        stride, padding = module.stride, module.padding
-        text += f", stride {_times(stride) if len(set(stride)) > 1 else stride[0]}"
+        k = tuple(module.kernel_size)
+        text = f"conv {_times(k)}, {module.out_channels} filters"
+        stride, padding = tuple(module.stride), module.padding
+        if any(s != 1 for s in stride):
+            text += f", stride {_times(stride) if len(set(stride)) > 1 else stride[0]}"
         if isinstance(padding, str):
-            text += f", padding '{padding}'"
-        else:
+            text += f", padding '{padding}'" if padding != "same" else ""
+        elif tuple(padding) != tuple(n // 2 for n in k):  # "same" padding for odd kernels goes unsaid
             text += f", padding {_times(padding) if len(set(padding)) > 1 else padding[0]}"
         if module.groups != 1:
             text += f", {module.groups} groups"
@@ -174,6 +176,18 @@ def describe(module: nn.Module) -> str:
     if kind == "activation":
         return type(module).__name__ if not isinstance(module, nn.ReLU) else "ReLU"
     return type(module).__name__
+
+
+def _geometry(module: nn.Module) -> str:
+    """'kernel 3×3, stride 1, padding 1' (square values written once)."""
+    def one(value):
+        value = _pair(value)
+        return str(value[0]) if len(set(value)) == 1 else _times(value)
+
+    stride = module.stride if module.stride is not None else module.kernel_size
+    padding = module.padding if not isinstance(module.padding, str) else module.padding
+    return (f"kernel {_times(_pair(module.kernel_size))}, stride {one(stride)}, "
+            f"padding {padding if isinstance(padding, str) else one(padding)}")
 
 
 def _counts(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -237,6 +251,8 @@ class LayerRow:
     def activation_bytes(self) -> int:
         return self.outputs * BYTES_PER_NUMBER
 
+    geometry: str = ""  # 'kernel 3×3, stride 1, padding 1' for conv and pool
+
     def formulas(self) -> list[tuple[str, str, int]]:
         """(what, formula with this layer's numbers, value), in the lecture's notation:
         input m×l×d, output m′×l′×d′, kernel k×k."""
@@ -248,9 +264,9 @@ class LayerRow:
             dd = f"d/{self.groups}" if self.groups != 1 else "d"
             return [
                 ("parameters", f"d′·(k·k·{dd}{' + 1' if self.bias else ''}) = {d_out}·({k}·{d}{b})", self.params),
-                ("multiply-adds (with bias)", f"m′·l′·d′·(k·k·{dd}{' + 1' if self.bias else ''}) = "
+                ("multiply-adds", f"m′·l′·d′·(k·k·{dd}{' + 1' if self.bias else ''}) = "
                                               f"{m}·{l}·{d_out}·({k}·{d}{b})", self.macs),
-                ("multiply-adds without bias", f"m′·l′·d′·k·k·{dd} = {m}·{l}·{d_out}·{k}·{d}", self.macs_without_bias),
+                ("without bias", f"m′·l′·d′·k·k·{dd} = {m}·{l}·{d_out}·{k}·{d}", self.macs_without_bias),
                 ("FLOPs", f"2 × multiply-adds = 2 × {self.macs:,}", self.flops),
             ]
         if self.kind == "fc" and len(self.out_shape) == 1:
@@ -258,8 +274,8 @@ class LayerRow:
             b = " + 1" if self.bias else ""
             return [
                 ("parameters", f"n′·(n{b}) = {n_out}·({n_in}{b})", self.params),
-                ("multiply-adds (with bias)", f"n′·(n{b}) = {n_out}·({n_in}{b})", self.macs),
-                ("multiply-adds without bias", f"n′·n = {n_out}·{n_in}", self.macs_without_bias),
+                ("multiply-adds", f"n′·(n{b}) = {n_out}·({n_in}{b})", self.macs),
+                ("without bias", f"n′·n = {n_out}·{n_in}", self.macs_without_bias),
                 ("FLOPs", f"2 × multiply-adds = 2 × {self.macs:,}", self.flops),
             ]
         if self.kind == "batchnorm":
@@ -527,7 +543,8 @@ def summarize_module(model: nn.Module, in_shape: Sequence[int], *, key: str = "m
             i, name, label, type(module).__name__, kind, describe(module), shape_in, shape_out,
             0 if repeated else params, macs, without, repeated, kernel,
             getattr(module, "groups", 1) if kind == "conv" else 1,
-            getattr(module, "bias", None) is not None if kind in ("conv", "fc") else False))
+            getattr(module, "bias", None) is not None if kind in ("conv", "fc") else False,
+            _geometry(module) if kind in ("conv", "pool") else ""))
     total = sum(p.numel() for p in model.parameters())
     return Summary(key, title, in_shape, tuple(rows), total)
 

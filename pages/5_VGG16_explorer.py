@@ -1,0 +1,264 @@
+"""VGG-16 explorer: the lecture's walk-through, with every shape, parameter and multiply-add
+computed from the model itself (built on torch's meta device: no weights allocated)."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from cnnviz.architecture_figures import block_diagram, macs_figure, params_figure, share_figure
+from cnnviz.network import PRESET_INPUT_SHAPES, STACK_PRESETS
+from cnnviz.summary import (
+    LECTURE_INPUT,
+    LECTURE_MULTIPLY_ADDS,
+    LECTURE_PARAMS,
+    TORCHVISION_MODELS,
+    SummaryError,
+    approx,
+    megabytes,
+    shape_text,
+    summarize,
+    summarize_stack,
+    walkthrough,
+)
+from ui.lessons import page_setup
+from ui.show import arithmetic
+from ui.state import Param, UrlState, int_in, one_of
+
+page_setup("5_VGG16_explorer.py")
+
+MAX_SIDE = 1024
+DEFAULT_STACK = "Tiny CNN (Fashion-MNIST)"
+
+
+def trained_model():
+    """(stack, in_shape, title, trained?) of the CNN from the Train page, or the default preset."""
+    ckpt = st.session_state.get("cnnviz.trained")
+    if ckpt is not None and getattr(ckpt, "stack", None) and getattr(ckpt, "in_shape", None):
+        accuracy = (getattr(ckpt, "metrics", None) or {}).get("test_accuracy")
+        note = f", test accuracy {accuracy:.1%}" if isinstance(accuracy, float) else ""
+        return ckpt.stack, tuple(ckpt.in_shape), f"your CNN ({getattr(ckpt, 'dataset', 'trained')}{note})", True
+    return STACK_PRESETS[DEFAULT_STACK], PRESET_INPUT_SHAPES[DEFAULT_STACK], f"{DEFAULT_STACK}, untrained", False
+
+
+MODEL_LABELS = {key: choice.title for key, choice in TORCHVISION_MODELS.items()}
+MODEL_LABELS["cnn"] = "The CNN from the Train page"
+
+
+def default_input(state: UrlState) -> int:
+    return trained_model()[1][1] if state["model"] == "cnn" else TORCHVISION_MODELS[state["model"]].input_size
+
+
+state = UrlState("vgg", [
+    Param("model", "vgg16", one_of(*MODEL_LABELS)),
+    Param("input", default_input, int_in(1, MAX_SIDE)),
+    Param("layer", 0, int_in(0, 999)),
+])
+
+
+def on_model() -> None:
+    state["input"] = default_input(state)
+    state["layer"] = 0
+
+
+def on_diagram() -> None:
+    event = st.session_state.get("vgg.diagram")
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+        getattr(getattr(event, "selection", None), "points", [])
+    for point in points:
+        row = point.get("customdata")
+        if isinstance(row, list):
+            row = row[0] if row else None
+        if isinstance(row, (int, float)) and row >= 0:
+            state["layer"] = int(row)
+
+
+state.show_problems()
+
+st.markdown(
+    "The lecture's example network, **VGG-16**, maps a 224×224×3 image to 1000 class scores through "
+    "13 convolution layers (3×3 kernels, stride 1, padding), 5 max-pooling layers and 3 fully connected "
+    "layers. Every number below is computed from the model itself: torchvision's architecture, built "
+    "without its weights, traced with an empty input of the size you choose.")
+
+with st.container(border=True):
+    left, middle, right = st.columns([3, 2, 4], vertical_alignment="bottom")
+    left.selectbox("Model", list(MODEL_LABELS), key=state.key("model"), on_change=on_model,
+                   format_func=MODEL_LABELS.get)
+    middle.number_input("Input size (pixels)", 1, MAX_SIDE, key=state.key("input"),
+                        help="Height and width of the square input image. VGG-16 was trained on 224×224.")
+    if state["model"] == "cnn":
+        stack, built_for, cnn_title, trained = trained_model()
+        right.caption(f"**{cnn_title}**: `{stack}`, built for {shape_text(built_for)} inputs.")
+        if not trained:
+            right.info("No CNN has been trained in this session yet, so this is the default small stack. "
+                       "Train one on the **Train a CNN** page and come back.", icon=":material/model_training:")
+    else:
+        right.caption(TORCHVISION_MODELS[state["model"]].note)
+
+size = state["input"]
+try:
+    if state["model"] == "cnn":
+        stack, built_for, cnn_title, _ = trained_model()
+        summary = summarize_stack(stack, (built_for[0], size, size), built_for=built_for,
+                                  title=f"The CNN ({cnn_title})")
+    else:
+        summary = summarize(state["model"], size)
+except SummaryError as error:
+    st.error(f"**No output for this input size.** {error}", icon=":material/block:")
+    default = default_input(state)
+    st.button(f"Back to {default}×{default}", on_click=lambda: state.__setitem__("input", default),
+              icon=":material/undo:")
+    state.sync()
+    st.stop()
+
+if state["layer"] >= len(summary.layers):
+    st.warning(f"The link asked for layer {state['layer'] + 1}, but {summary.title} has "
+               f"{len(summary.layers)} layers; showing the first.", icon="🔗")
+    state["layer"] = 0
+selected = summary.row(state["layer"])
+is_lecture = summary.key == "vgg16" and summary.in_shape == LECTURE_INPUT
+
+# ---- totals ------------------------------------------------------------------------------------
+cols = st.columns([2, 3, 2, 2])
+cols[0].metric("Parameters", f"{summary.params:,}", help=f"{approx(summary.params)}; "
+               f"{megabytes(summary.param_bytes)} as float32")
+cols[1].metric("Multiply-adds", f"{summary.macs:,}",
+               help="Bias counted as one multiply-add per output, as in the lecture's formula "
+                    f"(without: {summary.macs_without_bias:,}).")
+cols[2].metric("FLOPs (2 × multiply-adds)", approx(summary.flops), help=f"{summary.flops:,}")
+cols[3].metric("Activations of one image", megabytes(summary.activation_bytes),
+               help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
+
+# ---- the block diagram -------------------------------------------------------------------------
+st.subheader(f"{summary.title} for a {shape_text(summary.in_shape)} input")
+st.plotly_chart(block_diagram(summary, selected.index), key="vgg.diagram", on_select=on_diagram,
+                selection_mode="points", config={"displayModeBar": False}, width="stretch")
+st.caption("Each box is one layer's output: its front face is as tall as the feature map, its depth is the "
+           "map's width and its thickness the number of channels (vectors: as tall as their length). Sizes "
+           "grow with the square root of the numbers, so the 7×7 maps stay visible next to the 224×224 ones. "
+           "Click a box to select its layer; hover for its numbers.")
+
+with st.container(border=True):
+    st.markdown("**The walk-through, from the model's own shapes**")
+    steps = [f"{i}. {line}" for i, line in enumerate(walkthrough(summary), start=1)]
+    half = math.ceil(len(steps) / 2)
+    first, second = st.columns(2)
+    first.markdown("\n".join(steps[:half]))
+    second.markdown("\n".join(steps[half:]))
+    if summary.key == "resnet18":
+        st.caption("ResNet-18 also adds each block's input to its output (shortcut connections); "
+                   "those additions are not layers and are not drawn.")
+
+with st.container(border=True):
+    pick, where = st.columns([2, 3], vertical_alignment="bottom")
+    names = [f"{r.number}. {r.label} · {r.description}" for r in summary.layers]
+    pick.selectbox("Layer (or click a box above)", range(len(summary.layers)), key=state.key("layer"),
+                   format_func=names.__getitem__)
+    geometry = f"; {selected.geometry}" if selected.geometry else ""
+    where.markdown(f"Input **{shape_text(selected.in_shape)}** → output **{shape_text(selected.out_shape)}**"
+                   f"{geometry} (module `{selected.name}`, `{selected.type}`)")
+    lines = []
+    for what, formula, value in selected.formulas():
+        if formula and formula != "none" and "=" in formula:
+            lines.append((what, f"{formula} = {value:,}"))
+        else:
+            lines.append((what, f"{value:,}" + (f"  ({formula})" if formula and formula != "none" else "")))
+    lines.append(("activations", f"{shape_text(selected.out_shape)} = {selected.outputs:,} numbers = "
+                                 f"{megabytes(selected.activation_bytes)}"))
+    arithmetic(lines)
+    if (selected.params or selected.macs) and summary.params and summary.macs:
+        st.caption(f"{selected.label}: {selected.params / summary.params:.1%} of the parameters, "
+                   f"{selected.macs / summary.macs:.1%} of the multiply-adds.")
+    elif selected.macs == 0:
+        st.caption("The lecture counts ReLU and max pooling as maximum operations (comparisons), "
+                   "not multiply-adds; dropout and flattening do no arithmetic at inference.")
+
+# ---- where the parameters and the compute are ----------------------------------------------------
+st.subheader("Where the parameters are, and where the compute is")
+left, right = st.columns(2)
+left.plotly_chart(params_figure(summary, selected.index), key="vgg.params", config={"displayModeBar": False})
+right.plotly_chart(macs_figure(summary, selected.index), key="vgg.macs", config={"displayModeBar": False})
+st.plotly_chart(share_figure(summary), key="vgg.share", config={"displayModeBar": False})
+fc_share, conv_macs = summary.share("fc"), summary.share("conv", "macs")
+big = summary.largest("params")
+if summary.params and summary.macs:
+    st.markdown(f"The fully connected layers hold **{fc_share:.1%}** of the parameters "
+                f"({big.label} alone {big.params / summary.params:.1%}), but the convolutions do "
+                f"**{conv_macs:.1%}** of the multiply-adds: a weight of a convolution is used at every "
+                f"position of its map, a weight of a fully connected layer once per image.")
+
+# ---- against the lecture -------------------------------------------------------------------------
+st.subheader("Against the lecture's numbers")
+exact = summarize("vgg16", 224) if not is_lecture else summary
+with st.container(border=True):
+    if not is_lecture:
+        st.caption(f"The lecture's figures are for VGG-16 at 224×224; this compares them with that model "
+                   f"(you are looking at {summary.title} at {size}×{size}).")
+    conv_params = sum(r.params for r in exact.layers if r.kind == "conv")
+    fc_params = sum(r.params for r in exact.layers if r.kind == "fc")
+    table = pd.DataFrame({
+        "": ["parameters", "multiply-adds"],
+        "lecture (approximately)": [f"{LECTURE_PARAMS:,}", f"{LECTURE_MULTIPLY_ADDS:,}"],
+        "computed (exact)": [f"{exact.params:,}", f"{exact.macs:,}"],
+        "difference": [f"{(LECTURE_PARAMS - exact.params) / exact.params:+.1%}",
+                       f"{(LECTURE_MULTIPLY_ADDS - exact.macs) / exact.macs:+.1%}"],
+    })
+    st.dataframe(table, hide_index=True)
+    binary = exact.params / 2 ** 20
+    st.markdown(
+        f"- **Parameters.** VGG-16 has exactly **{exact.params:,}** parameters: {conv_params:,} in the 13 "
+        f"convolutions and {fc_params:,} in the 3 fully connected layers (Simonyan & Zisserman's paper "
+        f"says 138 million). The slide's 132,000,000 is {(exact.params - LECTURE_PARAMS) / exact.params:.1%} "
+        f"lower; it is what you get when the count is given in units of 2²⁰ = 1,048,576, as memory sizes "
+        f"often are: {exact.params:,} / 1,048,576 = **{binary:.1f}**.\n"
+        f"- **Multiply-adds.** With the lecture's formula m′·l′·d′·(k·k·d + 1) for every convolution and "
+        f"n′·(n + 1) for every fully connected layer, one image costs **{exact.macs:,}** multiply-adds "
+        f"({approx(exact.macs)}; {exact.macs_without_bias:,} without the biases), which the slide rounds to "
+        f"16 billion. In FLOPs (a multiplication and an addition each) that is {approx(exact.flops)}, so a "
+        f"quoted \"15.5 GFLOPs\" for VGG-16 really counts multiply-adds.\n"
+        f"- **Not counted:** the maximum operations of ReLU and max pooling, {exact.max_operations:,} "
+        f"comparisons ({exact.max_operations / exact.macs:.2%} of the multiply-adds), and the softmax.")
+
+# ---- the table -----------------------------------------------------------------------------------
+st.subheader("Every layer")
+frame = pd.DataFrame({
+    "#": [r.number for r in summary.layers],
+    "layer": [r.label for r in summary.layers],
+    "what": [r.description for r in summary.layers],
+    "output (H×W×C)": [shape_text(r.out_shape) for r in summary.layers],
+    "parameters": [r.params for r in summary.layers],
+    "multiply-adds": [r.macs for r in summary.layers],
+    "without bias": [r.macs_without_bias for r in summary.layers],
+    "FLOPs": [r.flops for r in summary.layers],
+    "activation (kB)": [round(r.activation_bytes / 1e3, 1) for r in summary.layers],
+})
+
+
+def mark_selected(row):
+    colour = "background-color: #fef3c7" if row["#"] == selected.number else ""
+    return [colour] * len(row)
+
+
+numbers = {c: st.column_config.NumberColumn(c, format="localized", width=w) for c, w in
+           (("parameters", 94), ("multiply-adds", 112), ("without bias", 112), ("FLOPs", 118),
+            ("activation (kB)", 92))}
+numbers.update({"#": st.column_config.NumberColumn("#", width=34),
+                "layer": st.column_config.TextColumn("layer", width=110, help="module path in the layer box above"),
+                "what": st.column_config.TextColumn("what", width=150),
+                "output (H×W×C)": st.column_config.TextColumn("output (H×W×C)", width=100)})
+st.dataframe(frame.style.apply(mark_selected, axis=1), hide_index=True, column_config=numbers,
+             height=min(38 + 35 * len(frame), 640), width="stretch")
+st.caption(f"Totals: {summary.params:,} parameters, {summary.macs:,} multiply-adds, {summary.flops:,} FLOPs, "
+           f"{summary.activations:,} activation numbers (input included). Shapes for one image, channels last "
+           "as in the lecture. Multiply-adds agree layer by layer with torchinfo's \"Mult-Adds\".")
+
+with st.expander("For your slides: the same table from the command line", icon=":material/terminal:"):
+    model_arg = state["model"] if state["model"] != "cnn" else f"'{trained_model()[0]}'"
+    extra = f" --channels {summary.in_shape[0]}" if state["model"] == "cnn" else ""
+    st.code(f"python -m cnnviz.summary {model_arg} --input {size}{extra}\n"
+            f"python -m cnnviz.summary {model_arg} --input {size}{extra} --json", language="bash")
+    st.caption("`--json` prints one layer per line: name, label, type, output_shape (C, H, W), params, macs, "
+               "macs_without_bias, flops, activation_bytes.")
+
+state.sync()
