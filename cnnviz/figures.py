@@ -41,7 +41,25 @@ def grid_figure(grid: torch.Tensor, title: str = "", *,
                 value_range: tuple[float, float] | None = None,
                 cell_px: int = CELL_PX, show_values: bool = True,
                 marked: tuple[int, int] | None = None) -> go.Figure:
-    """A 2-D grid with its values; NaN cells stay blank (not yet computed).
+    """A 2-D grid with its values; NaN cells stay blank (not yet computed). See grid_spec."""
+    spec = grid_spec(grid, title, highlight=highlight, padding=padding, value_range=value_range,
+                     cell_px=cell_px, show_values=show_values, marked=marked)
+    # Built in one go without per-property validation.
+    return go.Figure(data=spec["data"], layout=spec["layout"], _validate=False)
+
+
+def grid_spec(grid: torch.Tensor, title: str = "", *,
+              highlight: tuple[Sequence[int], Sequence[int]] | None = None,
+              padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+              value_range: tuple[float, float] | None = None,
+              cell_px: int = CELL_PX, show_values: bool = True,
+              marked: tuple[int, int] | None = None) -> dict:
+    """A 2-D grid with its values as a plain plotly dict {"data": [...], "layout": {...}}.
+
+    The same figure as grid_figure, as plotly.js's own JSON: a page that redraws grids on
+    every click can hand this dict to the browser as it is (go.Figure costs milliseconds
+    to build, copy and serialise; this costs tens of microseconds). NaN cells stay blank
+    (not yet computed).
 
     highlight: the rows and columns of the cells a filter window touches (a dilated
     window touches every d-th cell). padding: (top, bottom, left, right) border cells
@@ -87,15 +105,15 @@ def grid_figure(grid: torch.Tensor, title: str = "", *,
                        "line": {"color": HIGHLIGHT, "width": 4}})
     margin_top = 34 if title else 6
     layout = {
-        "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}} if title else None,
         "shapes": shapes, "width": cols * cell_px + 12, "height": rows * cell_px + margin_top + 8,
         "margin": {"l": 6, "r": 6, "t": margin_top, "b": 6}, "plot_bgcolor": "white",
         "paper_bgcolor": "rgba(0,0,0,0)",
         "xaxis": {"visible": False, "range": [-0.5, cols - 0.5], "constrain": "domain"},
         "yaxis": {"visible": False, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
     }
-    # Built in one go without per-property validation: this runs on every step of the lab.
-    return go.Figure(data=traces, layout=layout, _validate=False)
+    if title:
+        layout["title"] = {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}}
+    return {"data": traces, "layout": layout}
 
 
 def _colorize(fmap: torch.Tensor, low: float, high: float, colorscale: list) -> bytes:
@@ -123,6 +141,13 @@ def _colorize(fmap: torch.Tensor, low: float, high: float, colorscale: list) -> 
 def feature_map_figure(fmap: torch.Tensor, title: str = "", width_px: int = 360,
                        colorscale: list = DIVERGING) -> go.Figure:
     """A large 2-D activation map drawn as an image (zero in white), with its colour bar."""
+    spec = feature_map_spec(fmap, title, width_px, colorscale)
+    return go.Figure(data=spec["data"], layout=spec["layout"], _validate=False)
+
+
+def feature_map_spec(fmap: torch.Tensor, title: str = "", width_px: int = 360,
+                     colorscale: list = DIVERGING) -> dict:
+    """feature_map_figure as a plain plotly dict {"data": [...], "layout": {...}} (see grid_spec)."""
     import base64
 
     fmap = fmap.detach().to(torch.float32).cpu()
@@ -134,11 +159,12 @@ def feature_map_figure(fmap: torch.Tensor, title: str = "", width_px: int = 360,
                 "marker": {"colorscale": colorscale, "cmin": low, "cmax": high, "color": [low],
                            "showscale": True, "colorbar": {"thickness": 10}}}
     layout = {
-        "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 14}} if title else None,
         "width": width_px, "height": int(width_px * rows / cols) + (40 if title else 10),
         "margin": {"l": 4, "r": 4, "t": 34 if title else 4, "b": 4},
         "xaxis": {"visible": False, "constrain": "domain", "range": [-0.5, cols - 0.5]},
         "yaxis": {"visible": False, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
         "plot_bgcolor": "white",
     }
-    return go.Figure(data=[image, colorbar], layout=layout, _validate=False)
+    if title:
+        layout["title"] = {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 14}}
+    return {"data": [image, colorbar], "layout": layout}

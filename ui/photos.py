@@ -1,29 +1,52 @@
-"""Pick a bundled sample photo or upload one; bad files become a message, not a traceback."""
+"""Pick a bundled sample photo or upload one; bad files become a message, not a traceback.
+
+Everything derived from a photo (its tensor, the filter's activation map on it, the PNGs the
+browser shows) is cached: a rerun that changes nothing about the photo or the filter redraws
+the section from the cache instead of convolving and encoding 256x256 pixels again.
+"""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 import streamlit as st
 import torch
+from PIL import Image
 
 from cnnviz import images
+from cnnviz.conv import conv_on_image
+from cnnviz.figures import feature_map_spec
 
-PHOTO_SIDE = 256  # big enough to see edges, small enough to convolve on every rerun
+PHOTO_SIDE = 256  # big enough to see edges, small enough to convolve on a click
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@dataclass(frozen=True)
+class Photo:
+    pixels: torch.Tensor  # (3, H, W) in [0, 1]; shared by the cache: never change it in place
+    name: str  # what to call it on the page
+    key: str  # identifies the pixels: the sample's name or the upload's id (and the side)
+
+
+# functools caches where the key is a few short values: st.cache_* hashes its arguments with its
+# own hasher, which costs about a millisecond a call on every rerun.
+@lru_cache(maxsize=32)
 def _sample_tensor(name: str, side: int) -> torch.Tensor:
     return images.to_tensor(images.sample_image(name).image, side)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _upload_tensor(data: bytes, side: int) -> tuple[torch.Tensor, list[str]]:
-    loaded = images.load_image(data)
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _upload_tensor(file_id: str, side: int, _data: bytes) -> tuple[torch.Tensor, list[str]]:
+    """Keyed by the upload's id (a new one for every upload), not by hashing megabytes of file."""
+    loaded = images.load_image(_data)
     return images.to_tensor(loaded.image, side), loaded.notes
 
 
-def photo_picker(state, param: str, key: str, side: int = PHOTO_SIDE) -> tuple[torch.Tensor | None, str]:
-    """A sample (kept in the URL under `param`) or an upload; returns a (3, H, W) tensor in [0, 1]."""
+def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE) -> Photo | None:
+    """A sample (kept in the URL under `param`) or an upload; None (with a message shown) for a bad file."""
     names = list(images.SAMPLES)
     if state[param] not in names:
         state[param] = names[0]
@@ -31,12 +54,78 @@ def photo_picker(state, param: str, key: str, side: int = PHOTO_SIDE) -> tuple[t
     left.selectbox("Sample photo", names, key=state.key(param))
     upload = right.file_uploader("…or upload your own", type=UPLOAD_TYPES, key=f"{key}.upload")
     if upload is None:
-        return _sample_tensor(state[param], side), state[param]
+        return Photo(_sample_tensor(state[param], side), state[param], f"sample:{state[param]}:{side}")
     try:
-        photo, notes = _upload_tensor(upload.getvalue(), side)
+        pixels, notes = _upload_tensor(upload.file_id, side, upload.getvalue())
     except images.ImageError as error:
         st.error(f"**{upload.name}** can't be used: {error}", icon="🖼️")
-        return None, upload.name
+        return None
     for note in notes:
         st.caption(f"ℹ️ {note}")
-    return photo, upload.name
+    return Photo(pixels, upload.name, f"upload:{upload.file_id}:{side}")
+
+
+def photo_picker(state, param: str, key: str, side: int = PHOTO_SIDE) -> tuple[torch.Tensor | None, str]:
+    """pick_photo as (pixels, name); (None, file name) for a bad upload."""
+    photo = pick_photo(state, param, key, side)
+    if photo is None:
+        upload = st.session_state.get(f"{key}.upload")
+        return None, getattr(upload, "name", "")
+    return photo.pixels, photo.name
+
+
+def png_bytes(pixels: torch.Tensor) -> bytes:
+    """A (1 or 3, H, W) tensor in [0, 1] as PNG bytes (what st.image would encode on every rerun)."""
+    array = pixels.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(array[..., 0] if array.shape[2] == 1 else array))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class FilteredPhoto:
+    seen_png: bytes  # the photo as the filter sees it (grey for a one-slice filter)
+    colour: bool
+    width: int
+    height: int
+    map_spec: dict  # the activation map, a plain plotly figure (ui.show.chart); shared: don't change it
+    map_width: int
+    map_height: int
+
+
+class _Unhashed:
+    """Passes a value through an lru_cache without being part of its key."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Unhashed)
+
+
+@lru_cache(maxsize=64)
+def _filtered(photo_key: str, weight_key: tuple, bias: float, padding: int | str, stride: int,
+              dilation: int, title: str, width_px: int, pixels: _Unhashed, weight: _Unhashed) -> FilteredPhoto:
+    pixels, weight = pixels.value, weight.value
+    seen = pixels if weight.shape[0] == 3 else pixels.mean(0, keepdim=True)
+    bias_t = torch.tensor([bias], dtype=weight.dtype)
+    fmap = conv_on_image(seen, weight, bias_t, padding=padding, stride=stride, dilation=dilation)[0]
+    title = title.format(width=fmap.shape[1], height=fmap.shape[0])
+    return FilteredPhoto(png_bytes(seen), seen.shape[0] == 3, seen.shape[2], seen.shape[1],
+                         feature_map_spec(fmap, title, width_px=width_px), fmap.shape[1], fmap.shape[0])
+
+
+def filtered_photo(photo: Photo, weight: torch.Tensor, bias: float, *, padding: int | str = 0, stride: int = 1,
+                   dilation: int = 1, title: str = "Activation map ({width}×{height})",
+                   width_px: int = 520) -> FilteredPhoto:
+    """One filter (d, k, k), d = 1 (on the grey photo) or 3, applied to the photo; cached by what
+    it depends on. `title` may use {width} and {height} of the map. Raises ConvError when the
+    layer does not fit the photo."""
+    weight = weight.detach().cpu()
+    weight_key = (str(weight.dtype), tuple(weight.shape), tuple(weight.flatten().tolist()))
+    return _filtered(photo.key, weight_key, float(bias), padding, stride, dilation, title, width_px,
+                     _Unhashed(photo.pixels), _Unhashed(weight))

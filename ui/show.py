@@ -3,18 +3,56 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
+NO_MODEBAR = {"displayModeBar": False}
 
-def arithmetic(lines: list[tuple[str, str]]) -> None:
-    """Worked arithmetic in a large monospace font, readable from the back of a lecture hall.
 
-    Each line is (label, expression); the expression is escaped, so typed numbers can't inject HTML.
+class PlainFigure(go.Figure):
+    """A figure that is already plotly.js's JSON ({"data": [...], "layout": {...}} of plain values).
+
+    st.plotly_chart turns a go.Figure into that JSON with `figure.to_dict()`, which deep-copies
+    every trace and merges in the default template (milliseconds per chart, on every rerun);
+    a dict passed directly is worse still (validated property by property). This Figure skips
+    plotly's constructor and hands its dict over as it is, so a chart costs what serialising
+    its JSON costs. The dict is shared, never copied: don't change it after drawing it.
+    tests/test_show.py checks that the chart Streamlit sends is the one go.Figure would send.
     """
+
+    def __init__(self, spec: dict[str, Any]):  # noqa: D107 - plotly's __init__ deliberately not called
+        self._plain_spec = spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._plain_spec
+
+
+def chart(figure: dict[str, Any] | go.Figure, *, key: str | None = None, where: Any = st,
+          config: dict[str, Any] | None = None) -> None:
+    """Draw a figure given as a plain plotly dict (cnnviz.figures.*_spec) or a go.Figure, without
+    plotly's mode bar. `where`: the container to draw in (st, a column, ...)."""
+    if isinstance(figure, dict):
+        figure = PlainFigure(figure)
+    where.plotly_chart(figure, key=key, config=NO_MODEBAR if config is None else config)
+
+
+def arithmetic_html(lines: list[tuple[str, str]]) -> str:
+    """The HTML table `arithmetic` draws; escaped, so typed numbers can't inject HTML."""
     rows = "".join(
         f"<tr><td style='padding:2px 12px 2px 0;color:#4b5563;white-space:nowrap'>{html.escape(label)}</td>"
         f"<td style='font-family:ui-monospace,Menlo,Consolas,monospace;font-size:1.15rem'>{html.escape(expr)}</td></tr>"
         for label, expr in lines
     )
-    st.markdown(f"<table style='border:none'>{rows}</table>", unsafe_allow_html=True)
+    return f"<table style='border:none'>{rows}</table>"
+
+
+def arithmetic(lines: list[tuple[str, str]], intro: str | None = None) -> None:
+    """Worked arithmetic in a large monospace font, readable from the back of a lecture hall.
+
+    Each line is (label, expression); the expression is escaped, so typed numbers can't inject HTML.
+    `intro`: markdown shown above the table, in the same element (one element costs less than two).
+    """
+    table = arithmetic_html(lines)
+    st.markdown(f"{intro}\n\n{table}" if intro else table, unsafe_allow_html=True)

@@ -52,14 +52,15 @@ def step_controls(state: UrlState, key: str, n_steps: int, noun: str = "Output",
     def go_to(step: int) -> None:
         state[param] = step
 
-    nav = st.columns([1.2, 1.5, 1.2, 1.2, 5], vertical_alignment="bottom")
-    nav[0].button("Start", icon=":material/first_page:", on_click=go_to, args=(0,), disabled=index == 0,
-                  width="stretch", key=f"{key}.first")
-    nav[1].button("Previous", icon=":material/chevron_left:", on_click=go_to, args=(index - 1,),
-                  disabled=index == 0, width="stretch", key=f"{key}.previous")
-    nav[2].button("Next", icon=":material/chevron_right:", on_click=go_to, args=(index + 1,),
-                  disabled=index == last, width="stretch", type="primary", key=f"{key}.next")
-    nav[3].button("End", icon=":material/last_page:", on_click=go_to, args=(last,), disabled=index == last,
-                  width="stretch", key=f"{key}.last")
-    nav[4].progress((index + 1) / n_steps, text=f"{noun} {index + 1} of {n_steps}")
+    # One horizontal container rather than columns: a block per column costs the server time on every step.
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.button("Start", icon=":material/first_page:", on_click=go_to, args=(0,), disabled=index == 0,
+                  key=f"{key}.first")
+        st.button("Previous", icon=":material/chevron_left:", on_click=go_to, args=(index - 1,),
+                  disabled=index == 0, key=f"{key}.previous")
+        st.button("Next", icon=":material/chevron_right:", on_click=go_to, args=(index + 1,),
+                  disabled=index == last, type="primary", key=f"{key}.next")
+        st.button("End", icon=":material/last_page:", on_click=go_to, args=(last,), disabled=index == last,
+                  key=f"{key}.last")
+        st.progress((index + 1) / n_steps, text=f"{noun} {index + 1} of {n_steps}")
     return index
