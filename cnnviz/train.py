@@ -1,0 +1,745 @@
+"""Training a stack by stochastic gradient descent, fast, as the lecture's last slide says:
+cross-entropy loss, automatic differentiation, gradient steps on small batches.
+
+Built for speed on any device without per-sample Python work:
+
+- the whole data set lives on the device as one uint8 tensor; each epoch draws a
+  `torch.randperm`, and a batch is one index into it, scaled to [0, 1] on the device;
+- augmentation (random horizontal flips, random shifts of a few pixels) is done on the whole
+  batch on the device;
+- on CUDA: bfloat16 autocast, channels_last, non-blocking copies, a fused optimizer,
+  cuDNN autotuning;
+- the host never waits for the device inside the loop: loss and accuracy are summed on the
+  device and read (one synchronisation) only a few times per second, when progress is
+  reported, and at evaluation points.
+
+`Trainer(config, train_set, test_set).run()` trains and returns a `TrainResult`; a
+`Control` lets another thread pause, resume and stop it between steps; `on_progress` and
+`on_epoch` callbacks receive `TrainProgress` and `EpochReport`s (the jobs module turns them
+into a snapshot a page can read).
+
+The model's input is uint8 pixels / 255, as `cnnviz.checkpoint.Checkpoint.prepare` does.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import Checkpoint
+from .network import (STACK_PRESETS, StackError, analyse, build_model, format_stack, parse_stack, shape_text,
+                      totals)
+
+DEFAULT_STACK = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"]
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05}
+
+MAX_EPOCHS = 200
+MAX_BATCH = 8192
+MAX_SHIFT = 8
+SAMPLE_ROW = 10  # test images shown with their predictions at each epoch
+MEMORY_HEADROOM = 0.8  # use at most this fraction of the free memory
+
+
+class TrainError(Exception):
+    """Training cannot start or could not go on; the message says why and what to change."""
+
+
+# ---------------------------------------------------------------------------- devices
+
+
+def available_devices() -> list[str]:
+    """Device types usable here, best first: 'cuda', 'mps', 'cpu'."""
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    found.append("cpu")
+    return found
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """'auto' -> cuda, else mps, else cpu; a named device must be available (TrainError if not)."""
+    if choice not in DEVICE_CHOICES:
+        raise TrainError(f"The device is one of {', '.join(DEVICE_CHOICES)}, not {choice!r}.")
+    devices = available_devices()
+    if choice == "auto":
+        return torch.device(devices[0])
+    if choice not in devices:
+        raise TrainError(f"There is no {choice.upper()} device on this server; "
+                         f"available: {', '.join(d.upper() for d in devices)}.")
+    return torch.device(choice)
+
+
+def device_label(device: torch.device | str) -> str:
+    """'CUDA (NVIDIA H100 80GB HBM3)', 'CPU (2 threads)', 'MPS (Apple GPU)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"CUDA ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "MPS (Apple GPU)"
+    return f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory on the device (CUDA: the driver's count; CPU: MemAvailable), or None."""
+    try:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free)
+        if device.type == "cpu":
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+    except Exception:  # noqa: BLE001 - an estimate only; no number means no check
+        return None
+    return None
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. `problems()` lists what is out of range."""
+
+    stack: str = DEFAULT_STACK
+    epochs: int = 3
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" or "sgd" (with momentum)
+    lr: float = DEFAULT_LR["adam"]
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # or "cosine": the learning rate decays to 0 over the run
+    flip: bool = False  # random horizontal flips
+    shift: int = 0  # random shifts of up to this many pixels in each direction
+    device: str = "auto"
+    seed: int = 0
+    evals_per_epoch: int = 1  # test-set evaluations per epoch (the last one at the epoch's end)
+    eval_at_start: bool = True  # a test point before the first step (chance level)
+    report_every_s: float = 0.25  # how often loss/accuracy are read from the device
+    time_limit_s: float | None = None  # stop after this much training time
+
+    def problems(self) -> list[str]:
+        found = []
+
+        def check(ok: bool, text: str) -> None:
+            if not ok:
+                found.append(text)
+
+        check(isinstance(self.epochs, int) and 1 <= self.epochs <= MAX_EPOCHS,
+              f"The number of epochs must be from 1 to {MAX_EPOCHS}, not {self.epochs}.")
+        check(isinstance(self.batch_size, int) and 1 <= self.batch_size <= MAX_BATCH,
+              f"The batch size must be from 1 to {MAX_BATCH}, not {self.batch_size}.")
+        check(self.optimizer in OPTIMIZERS, f"The optimizer is 'adam' or 'sgd', not {self.optimizer!r}.")
+        check(isinstance(self.lr, (int, float)) and 0 < self.lr <= 10 and math.isfinite(self.lr),
+              f"The learning rate must be above 0 and at most 10, not {self.lr}.")
+        check(0 <= self.momentum < 1, f"The momentum must be from 0 to below 1, not {self.momentum}.")
+        check(0 <= self.weight_decay <= 1, f"The weight decay must be from 0 to 1, not {self.weight_decay}.")
+        check(self.schedule in SCHEDULES, f"The schedule is 'constant' or 'cosine', not {self.schedule!r}.")
+        check(isinstance(self.shift, int) and 0 <= self.shift <= MAX_SHIFT,
+              f"The shift must be from 0 to {MAX_SHIFT} pixels, not {self.shift}.")
+        check(self.device in DEVICE_CHOICES, f"The device is one of {', '.join(DEVICE_CHOICES)}, not {self.device!r}.")
+        check(isinstance(self.evals_per_epoch, int) and 1 <= self.evals_per_epoch <= 100,
+              f"Evaluations per epoch must be from 1 to 100, not {self.evals_per_epoch}.")
+        check(self.report_every_s > 0, "Progress must be reported at a positive interval.")
+        check(self.time_limit_s is None or self.time_limit_s > 0, "The time limit must be positive.")
+        return found
+
+    def with_optimizer(self, optimizer: str) -> TrainConfig:
+        """The config with another optimizer and that optimizer's default learning rate."""
+        return replace(self, optimizer=optimizer, lr=DEFAULT_LR.get(optimizer, self.lr))
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class History:
+    """Curves: train points several times per epoch, test points at evaluations.
+
+    `*_epoch` is fractional (1.5 = half-way through the second epoch); `test_seconds` is the
+    training time (evaluations excluded) when each test point was taken.
+    """
+
+    train_epoch: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_epoch: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    test_seconds: list[float] = field(default_factory=list)
+
+    def copy(self) -> History:
+        return History(*(list(getattr(self, f)) for f in self.__dataclass_fields__))
+
+    def seconds_to_reach(self, accuracy: float) -> float | None:
+        """Training time until the test accuracy first reached `accuracy`, or None."""
+        for seconds, acc in zip(self.test_seconds, self.test_accuracy):
+            if acc >= accuracy:
+                return seconds
+        return None
+
+
+@dataclass
+class TrainProgress:
+    """Where a run stands; cheap to copy, published a few times per second."""
+
+    epoch: float  # fractional epochs done
+    epochs: int
+    step: int  # optimizer steps done
+    steps: int  # steps in the whole run
+    images_seen: int
+    images_per_s: float  # recent training throughput (evaluations excluded)
+    train_seconds: float  # training time so far, evaluations excluded
+    elapsed_s: float  # wall time since the start
+    eta_s: float | None  # estimated time left
+    phase: str  # "training", "evaluating", "paused", "done"
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.steps) if self.steps else 0.0
+
+
+@dataclass
+class EpochReport:
+    """What the page shows at each epoch's end (all tensors on the CPU)."""
+
+    epoch: int  # 1-based
+    test_loss: float
+    test_accuracy: float
+    confusion: torch.Tensor  # (K, K) int64, rows = true class, columns = predicted class
+    sample_images: torch.Tensor  # uint8 (M, C, H, W), one test image per class
+    sample_labels: torch.Tensor  # (M,)
+    sample_predictions: torch.Tensor  # (M,)
+    sample_probabilities: torch.Tensor  # (M,) softmax probability of the predicted class
+    filters: torch.Tensor | None  # first conv layer's weights (F, C, k, k), float32, or None
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # on the CPU, eval mode
+    history: History
+    reports: list[EpochReport]
+    test_accuracy: float | None
+    test_loss: float | None
+    epochs_done: float
+    stopped: bool  # stopped early (by request or the time limit)
+    train_seconds: float
+    images_per_s: float  # mean training throughput over the run
+    device: str
+    checkpoint: Checkpoint
+
+
+# ---------------------------------------------------------------------------- control
+
+
+class Control:
+    """Pause / resume / stop flags that the training loop reads between steps (thread-safe).
+
+    The loop reads two plain attributes per step, so checking costs nothing measurable.
+    """
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        self.pause_requested = False
+        self._resumed = threading.Event()
+        self._resumed.set()
+
+    def pause(self) -> None:
+        self._resumed.clear()
+        self.pause_requested = True
+
+    def resume(self) -> None:
+        self.pause_requested = False
+        self._resumed.set()
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        self._resumed.set()
+
+    def wait_while_paused(self) -> None:
+        """Called by the loop when pause_requested is seen; returns on resume or stop."""
+        while self.pause_requested and not self.stop_requested:
+            self._resumed.wait(0.5)
+
+
+# ---------------------------------------------------------------------------- estimates
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    data_bytes: int  # images and labels on the device
+    model_bytes: int  # weights, gradients, optimizer state
+    activation_bytes: int  # one training batch, forward and backward
+    total_bytes: int
+
+    def text(self) -> str:
+        return (f"about {_mb(self.total_bytes)}: data {_mb(self.data_bytes)}, model with gradients and "
+                f"optimizer state {_mb(self.model_bytes)}, activations of one batch {_mb(self.activation_bytes)}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
+
+
+def estimate_memory(config: TrainConfig, in_shape: Sequence[int], n_train: int, n_test: int) -> MemoryEstimate:
+    """A generous estimate of what training needs on the device (StackError for bad stacks)."""
+    infos = analyse(parse_stack(config.stack), in_shape)
+    sums = totals(infos)
+    per_image = math.prod(in_shape)
+    data = (n_train + n_test) * (per_image + 8)
+    optimizer_copies = 2 if config.optimizer == "adam" else 1
+    model = sums.params * 4 * (2 + optimizer_copies)
+    # forward activations are kept for the backward pass, which makes as many gradients again;
+    # float32 on the CPU, about half in bf16 under autocast, counted as float32 to be safe.
+    activations = 3 * sums.activations * 4 * config.batch_size
+    return MemoryEstimate(data, model, activations, data + model + activations)
+
+
+def check_memory(config: TrainConfig, in_shape, n_train: int, n_test: int, device: torch.device) -> MemoryEstimate:
+    """TrainError, explained, when the run would not fit in the device's free memory."""
+    estimate = estimate_memory(config, in_shape, n_train, n_test)
+    free = free_memory_bytes(device)
+    if free is not None and estimate.total_bytes > MEMORY_HEADROOM * free:
+        where = "the GPU" if device.type in ("cuda", "mps") else "this server"
+        raise TrainError(
+            f"Training this stack needs {estimate.text()}, but {where} has only {_mb(free)} free. "
+            f"Use a smaller batch size, fewer filters or units, or pool earlier.")
+    return estimate
+
+
+# ---------------------------------------------------------------------------- helpers
+
+_SEED_LOCK = threading.Lock()
+
+
+def seeded_model(stack: str, in_shape: Sequence[int], seed: int) -> nn.Sequential:
+    """build_model with reproducible initial weights, without disturbing the global RNG."""
+    with _SEED_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(stack, in_shape)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    try:
+        generator = torch.Generator(device=device)
+    except RuntimeError:  # a backend without device generators
+        generator = torch.Generator()
+    return generator.manual_seed(seed)
+
+
+def augment(x: torch.Tensor, flip: bool, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips (p = 1/2) and shifts of up to `shift` pixels (zeros come in),
+    drawn independently for every image of the batch, all on x's device."""
+    n, c, h, w = x.shape
+    gen_device = generator.device
+    if flip:
+        flips = torch.rand(n, generator=generator, device=gen_device).to(x.device) < 0.5
+        x = torch.where(flips[:, None, None, None], x.flip(3), x)
+    if shift:
+        offsets = torch.randint(-shift, shift + 1, (2, n), generator=generator, device=gen_device).to(x.device)
+        padded = F.pad(x, (shift, shift, shift, shift))
+        rows = torch.arange(h, device=x.device)[None, :] + shift + offsets[0][:, None]  # (n, h)
+        cols = torch.arange(w, device=x.device)[None, :] + shift + offsets[1][:, None]  # (n, w)
+        batch = torch.arange(n, device=x.device)[:, None, None]
+        # advanced indices around a slice: the result is (n, h, w, c)
+        x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return x
+
+
+def class_examples(labels: torch.Tensor, classes: int, count: int = SAMPLE_ROW) -> torch.Tensor:
+    """Indices of the first test image of each class (up to `count`), then more if fewer classes."""
+    picked = []
+    for k in range(classes):
+        where = (labels == k).nonzero().flatten()
+        if len(where):
+            picked.append(int(where[0]))
+        if len(picked) == count:
+            break
+    for i in range(len(labels)):
+        if len(picked) >= min(count, len(labels)):
+            break
+        if i not in picked:
+            picked.append(i)
+    return torch.tensor(picked, dtype=torch.int64)
+
+
+def _first_conv_weight(model: nn.Module) -> torch.Tensor | None:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.weight.detach().float().cpu().clone()
+    return None
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "mps backend out of memory" in text)
+
+
+def out_of_memory_message(config: TrainConfig, device: torch.device) -> str:
+    where = "GPU" if device.type in ("cuda", "mps") else "server"
+    return (f"The {where} ran out of memory while training (batch size {config.batch_size}). "
+            f"Nothing was lost except this run: try a smaller batch size or a smaller stack, "
+            f"or wait until fewer people are training.")
+
+
+# ---------------------------------------------------------------------------- trainer
+
+
+def _split(data, name: str):
+    images, labels = getattr(data, "images", None), getattr(data, "labels", None)
+    if images is None and isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        raise TrainError(f"The {name} images must be a uint8 tensor (N, C, H, W).")
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or len(labels) != len(images):
+        raise TrainError(f"The {name} labels must be one int64 label per image.")
+    if len(images) == 0:
+        raise TrainError(f"The {name} set is empty.")
+    return images, labels.long()
+
+
+class Trainer:
+    """One training run. Build it (everything is checked, nothing runs yet), then `run()`.
+
+    train_set / test_set: objects with `.images` (uint8 N,C,H,W) and `.labels` (int64), e.g.
+    cnnviz.data.ImageSet, or (images, labels) pairs. `classes` and `dataset` default to the
+    train set's `.classes` and `.name`.
+    """
+
+    def __init__(self, config: TrainConfig, train_set, test_set, *, classes: Sequence[str] | None = None,
+                 dataset: str | None = None, control: Control | None = None,
+                 on_progress: Callable[[TrainProgress, History], None] | None = None,
+                 on_epoch: Callable[[EpochReport], None] | None = None,
+                 device: torch.device | str | None = None):
+        problems = config.problems()
+        if problems:
+            raise TrainError(" ".join(problems))
+        self.config = config
+        self.train_x, self.train_y = _split(train_set, "training")
+        self.test_x, self.test_y = _split(test_set, "test")
+        self.in_shape = tuple(int(s) for s in self.train_x.shape[1:])
+        if tuple(self.test_x.shape[1:]) != self.in_shape:
+            raise TrainError(f"The test images are {shape_text(self.test_x.shape[1:])}, the training images "
+                             f"{shape_text(self.in_shape)}.")
+        self.classes = list(classes if classes is not None else getattr(train_set, "classes", []))
+        if not self.classes:
+            self.classes = [str(k) for k in range(int(self.train_y.max()) + 1)]
+        self.dataset = dataset or getattr(train_set, "name", "custom")
+        try:
+            self.infos = analyse(parse_stack(config.stack), self.in_shape)
+        except StackError as error:
+            raise TrainError(str(error)) from None
+        out = self.infos[-1].out_shape
+        if out != (len(self.classes),):
+            raise TrainError(
+                f"The stack ends in {shape_text(out)} outputs, but the data has {len(self.classes)} classes: "
+                f"end the stack with fc{len(self.classes)} (or a conv1x{len(self.classes)} and gap) so that "
+                f"there is one score per class.")
+        if bool((self.train_y < 0).any() or (self.train_y >= len(self.classes)).any()):
+            raise TrainError("Some training labels are not class numbers.")
+        self.device = torch.device(device) if device is not None else pick_device(config.device)
+        self.control = control or Control()
+        self.on_progress = on_progress
+        self.on_epoch = on_epoch
+        n = len(self.train_y)
+        self.batch_size = min(config.batch_size, n)
+        self.steps_per_epoch = math.ceil(n / self.batch_size)
+        if n % self.batch_size == 1 and self.steps_per_epoch > 1:
+            self.steps_per_epoch -= 1  # a batch of one image breaks batch norm; drop it
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.memory = estimate_memory(config, self.in_shape, n, len(self.test_y))
+        self.sample_index = class_examples(self.test_y, len(self.classes))
+        # channels_last: cuDNN's tensor-core kernels and oneDNN's CPU kernels are both faster
+        # with it (1.5-2x for the tiny default stack on a CPU core).
+        self.channels_last = self.device.type in ("cuda", "cpu")
+        cuda = self.device.type == "cuda"
+        self.autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=True) if cuda else None
+
+    # -------------------------------------------------------------- the run
+
+    def run(self) -> TrainResult:
+        try:
+            return self._run()
+        except TrainError:
+            raise
+        except Exception as error:
+            if _is_out_of_memory(error):
+                self._release_memory()
+                raise TrainError(out_of_memory_message(self.config, self.device)) from None
+            raise
+
+    def _release_memory(self) -> None:
+        for name in ("train_x_dev", "train_y_dev", "test_x_dev", "test_y_dev", "model", "optimizer"):
+            self.__dict__.pop(name, None)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _run(self) -> TrainResult:
+        cfg, device = self.config, self.device
+        cuda = device.type == "cuda"
+        check_memory(cfg, self.in_shape, len(self.train_y), len(self.test_y), device)
+        start_wall = time.perf_counter()
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+
+        model = seeded_model(cfg.stack, self.in_shape, cfg.seed).to(device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        pin = cuda
+        self.train_x_dev = (self.train_x.pin_memory() if pin else self.train_x).to(device, non_blocking=True)
+        self.train_y_dev = (self.train_y.pin_memory() if pin else self.train_y).to(device, non_blocking=True)
+        self.test_x_dev = (self.test_x.pin_memory() if pin else self.test_x).to(device, non_blocking=True)
+        self.test_y_dev = (self.test_y.pin_memory() if pin else self.test_y).to(device, non_blocking=True)
+
+        params = model.parameters()
+        if cfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                         **({"fused": True} if cuda else {}))
+        else:
+            optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                        **({"fused": True} if cuda else {}))
+        self.optimizer = optimizer
+        total_steps = self.total_steps
+
+        def lr_at(step: int) -> float:
+            if cfg.schedule == "cosine":
+                return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+            return cfg.lr
+
+        perm_generator = torch.Generator().manual_seed(cfg.seed)
+        aug_generator = _generator(device, cfg.seed + 1)
+        history = History()
+        reports: list[EpochReport] = []
+        n, batch = len(self.train_y), self.batch_size
+        steps_per_epoch = self.steps_per_epoch
+        eval_steps = {round(steps_per_epoch * (i + 1) / cfg.evals_per_epoch) for i in range(cfg.evals_per_epoch)}
+        loss_sum = torch.zeros((), device=device)
+        correct_sum = torch.zeros((), dtype=torch.int64, device=device)
+        window_images = 0
+        step = images_seen = 0
+        train_seconds = 0.0  # excludes evaluations and pauses
+        eval_seconds: list[float] = []
+        last_test: tuple[float, float] | None = None
+        stopped = False
+        recent_rate = 0.0
+        control = self.control
+
+        def publish(phase: str, clock: float) -> None:
+            if self.on_progress is None:
+                return
+            done = step / total_steps if total_steps else 1.0
+            rate_train = train_seconds / step if step else None
+            eta = None
+            if rate_train is not None and phase != "done":
+                evals_left = (total_steps - step) / steps_per_epoch * cfg.evals_per_epoch
+                eval_time = sum(eval_seconds) / len(eval_seconds) if eval_seconds else 0.0
+                eta = (total_steps - step) * rate_train + evals_left * eval_time
+                if cfg.time_limit_s is not None:
+                    eta = min(eta, max(0.0, cfg.time_limit_s - train_seconds))
+            self.on_progress(TrainProgress(
+                epoch=done * cfg.epochs, epochs=cfg.epochs, step=step, steps=total_steps, images_seen=images_seen,
+                images_per_s=recent_rate, train_seconds=train_seconds, elapsed_s=clock - start_wall, eta_s=eta,
+                phase=phase), history)
+
+        def evaluate_now(epoch_float: float, full_report: int | None) -> None:
+            nonlocal last_test
+            t0 = time.perf_counter()
+            publish("evaluating", t0)
+            loss, acc, confusion, probs = self.evaluate(model)
+            last_test = (loss, acc)
+            history.test_epoch.append(epoch_float)
+            history.test_loss.append(loss)
+            history.test_accuracy.append(acc)
+            history.test_seconds.append(train_seconds)
+            if full_report is not None:
+                idx = self.sample_index
+                report = EpochReport(
+                    epoch=full_report, test_loss=loss, test_accuracy=acc, confusion=confusion,
+                    sample_images=self.test_x[idx].clone(), sample_labels=self.test_y[idx].clone(),
+                    sample_predictions=probs.argmax(1), sample_probabilities=probs.max(1).values,
+                    filters=_first_conv_weight(model))
+                reports.append(report)
+                if self.on_epoch is not None:
+                    self.on_epoch(report)
+            eval_seconds.append(time.perf_counter() - t0)
+
+        if cfg.eval_at_start:
+            evaluate_now(0.0, None)
+        model.train()
+        segment_start = time.perf_counter()  # start of the current timed stretch of training
+        window_start, window_start_seen = segment_start, 0
+        next_report = segment_start + cfg.report_every_s
+        publish("training", segment_start)
+
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(n, generator=perm_generator)
+            if device.type != "cpu":
+                perm = perm.pin_memory().to(device, non_blocking=True) if cuda else perm.to(device)
+            for b in range(steps_per_epoch):
+                if control.pause_requested or control.stop_requested:
+                    if control.pause_requested and not control.stop_requested:
+                        train_seconds += self._sync_and_clock(segment_start)
+                        publish("paused", time.perf_counter())
+                        control.wait_while_paused()
+                        segment_start = time.perf_counter()
+                        window_start, window_start_seen = segment_start, images_seen
+                        next_report = segment_start + cfg.report_every_s
+                    if control.stop_requested:
+                        stopped = True
+                        break
+                idx = perm[b * batch:(b + 1) * batch] if b < steps_per_epoch - 1 else perm[b * batch:]
+                x = self.train_x_dev[idx]
+                y = self.train_y_dev[idx]
+                x = x.to(torch.float32, memory_format=torch.channels_last if self.channels_last else
+                         torch.contiguous_format).mul_(1.0 / 255.0)
+                if cfg.flip or cfg.shift:
+                    x = augment(x, cfg.flip, cfg.shift, aug_generator)
+                    if self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                if cfg.schedule != "constant":
+                    lr = lr_at(step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                if self.autocast is not None:
+                    with torch.autocast(**self.autocast):
+                        logits = model(x)
+                else:
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    count = y.shape[0]
+                    loss_sum += loss.detach() * count
+                    correct_sum += (logits.argmax(1) == y).sum()
+                step += 1
+                images_seen += count
+                window_images += count
+
+                now = time.perf_counter()
+                at_eval = (b + 1) in eval_steps
+                over_time = cfg.time_limit_s is not None and train_seconds + (now - segment_start) >= cfg.time_limit_s
+                if now >= next_report or at_eval or over_time:
+                    # one synchronisation: read the sums accumulated on the device
+                    mean_loss = loss_sum.item() / window_images
+                    accuracy = correct_sum.item() / window_images
+                    loss_sum.zero_()
+                    correct_sum.zero_()
+                    now = time.perf_counter()
+                    recent_rate = (images_seen - window_start_seen) / max(now - window_start, 1e-9)
+                    window_start, window_start_seen = now, images_seen
+                    history.train_epoch.append(epoch + (b + 1) / steps_per_epoch)
+                    history.train_loss.append(mean_loss)
+                    history.train_accuracy.append(accuracy)
+                    window_images = 0
+                    train_seconds += now - segment_start
+                    segment_start = now
+                    over_time = cfg.time_limit_s is not None and train_seconds >= cfg.time_limit_s
+                    if at_eval or over_time:
+                        full = epoch + 1 if (b + 1 == steps_per_epoch or over_time) else None
+                        evaluate_now(epoch + (b + 1) / steps_per_epoch, full)
+                        model.train()
+                        segment_start = time.perf_counter()
+                        window_start = segment_start
+                    publish("training", time.perf_counter())
+                    next_report = time.perf_counter() + cfg.report_every_s
+                    if over_time:
+                        stopped = True
+                        break
+            if stopped:
+                break
+
+        if window_images:  # stopped between reports: the last partial window
+            train_seconds += self._sync_and_clock(segment_start)
+            history.train_epoch.append(step / steps_per_epoch)
+            history.train_loss.append(loss_sum.item() / window_images)
+            history.train_accuracy.append(correct_sum.item() / window_images)
+            window_images = 0
+        if step and (not history.test_epoch or history.test_epoch[-1] < step / steps_per_epoch - 1e-9):
+            # stopped mid-epoch: one last evaluation so that the model's accuracy is known
+            evaluate_now(step / steps_per_epoch, math.ceil(step / steps_per_epoch))
+        model.eval()
+        cpu_model = model.to("cpu", memory_format=torch.contiguous_format)
+        test_loss, test_acc = last_test if last_test else (None, None)
+        metrics = {"epochs": step / steps_per_epoch, "train_seconds": train_seconds,
+                   "images_per_s": images_seen / train_seconds if train_seconds else 0.0}
+        if test_acc is not None:
+            metrics.update(test_accuracy=test_acc, test_loss=test_loss)
+        checkpoint = Checkpoint.from_model(cpu_model, format_stack_text(cfg.stack), self.in_shape, self.classes,
+                                           self.dataset, metrics)
+        publish("done", time.perf_counter())
+        result = TrainResult(
+            model=cpu_model, history=history, reports=reports, test_accuracy=test_acc, test_loss=test_loss,
+            epochs_done=step / steps_per_epoch, stopped=stopped, train_seconds=train_seconds,
+            images_per_s=images_seen / train_seconds if train_seconds else 0.0, device=device.type,
+            checkpoint=checkpoint)
+        self._release_memory()
+        return result
+
+    def _sync_and_clock(self, since: float) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+        return time.perf_counter() - since
+
+    # -------------------------------------------------------------- evaluation
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        """Test loss and accuracy, the confusion matrix (CPU) and the softmax of the sample row
+        (CPU); everything summed on the device, read once."""
+        model.eval()
+        k = len(self.classes)
+        x_all, y_all = self.test_x_dev, self.test_y_dev
+        n = len(y_all)
+        per_image = max(1, totals(self.infos).activations * 4)
+        batch = int(max(self.batch_size, min(4096, 256e6 // per_image)))
+        loss_sum = torch.zeros((), device=self.device)
+        confusion = torch.zeros(k * k, dtype=torch.int64, device=self.device)
+        for i in range(0, n, batch):
+            logits = self._forward(model, x_all[i:i + batch])
+            y = y_all[i:i + batch]
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+        sample = self.sample_index.to(self.device)
+        probs = torch.softmax(self._forward(model, x_all[sample]), dim=1)
+        confusion = confusion.view(k, k).cpu()
+        loss = loss_sum.item() / n
+        return loss, float(confusion.diagonal().sum()) / n, confusion, probs.cpu()
+
+    def _forward(self, model: nn.Module, x_uint8: torch.Tensor) -> torch.Tensor:
+        x = x_uint8.to(torch.float32, memory_format=torch.channels_last if self.channels_last else
+                       torch.contiguous_format).mul_(1.0 / 255.0)
+        if self.autocast is not None:
+            with torch.autocast(**self.autocast):
+                return model(x).float()
+        return model(x).float()
+
+
+def format_stack_text(stack: str) -> str:
+    """The canonical spelling of a stack (what the checkpoint stores)."""
+    return format_stack(parse_stack(stack))
+
+
+def train(config: TrainConfig, train_set, test_set, **kwargs) -> TrainResult:
+    """Shortcut: Trainer(config, train_set, test_set, **kwargs).run()."""
+    return Trainer(config, train_set, test_set, **kwargs).run()
