@@ -1,0 +1,263 @@
+"""Figures of a training run: loss and accuracy curves, the confusion matrix, a row of test
+images with the model's predictions, and the first layer's filters.
+
+Pure functions of the numbers in `cnnviz.train` (History, EpochReport), returning plotly.js's
+own JSON as plain dicts ({"data": [...], "layout": {...}}): the training page redraws them
+several times a second, and `ui.show.chart` hands such a dict to the browser as it is.
+`as_figure(spec)` makes a go.Figure of one when needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.colors import get_colorscale
+from PIL import Image
+
+from .train import EpochReport, History, TrainProgress
+
+TRAIN_COLOUR = "#2563eb"  # blue
+TEST_COLOUR = "#ea580c"  # orange
+RIGHT = "#15803d"
+WRONG = "#dc2626"
+DIVERGING = get_colorscale("RdBu_r")
+BLUES = get_colorscale("Blues")
+FONT = {"size": 14}
+
+
+def as_figure(spec: dict) -> go.Figure:
+    return go.Figure(data=spec["data"], layout=spec["layout"], _validate=False)
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def duration_text(seconds: float | None) -> str:
+    """3.2 -> '3 s', 75 -> '1 min 15 s', 3720 -> '1 h 2 min'; None -> '…'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "…"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def progress_text(progress: TrainProgress) -> str:
+    """'Epoch 1.40 of 3 · step 110 of 235 · 12,300 images/s · about 4 s left'."""
+    parts = [f"Epoch {progress.epoch:.2f} of {progress.epochs}", f"step {progress.step:,} of {progress.steps:,}"]
+    if progress.images_per_s:
+        parts.append(f"{progress.images_per_s:,.0f} images/s")
+    if progress.phase == "done":
+        parts.append(f"trained for {duration_text(progress.train_seconds)}")
+    elif progress.eta_s is not None:
+        parts.append(f"about {duration_text(progress.eta_s)} left")
+    if progress.phase in ("evaluating", "paused"):
+        parts.append(progress.phase)
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------------------- curves
+
+
+def curves_spec(history: History, epochs: int, classes: int = 10, height_px: int = 340) -> dict:
+    """Loss (left) and accuracy (right) against epochs, train in blue, test in orange; the
+    accuracy plot marks chance level (1 / number of classes)."""
+    train_kw = {"mode": "lines", "line": {"color": TRAIN_COLOUR, "width": 2}, "legendgroup": "train"}
+    test_kw = {"mode": "lines+markers", "line": {"color": TEST_COLOUR, "width": 3}, "marker": {"size": 8},
+               "legendgroup": "test"}
+    data = [
+        {"type": "scatter", "x": list(history.train_epoch), "y": list(history.train_loss), "name": "training batches",
+         "xaxis": "x", "yaxis": "y", "hovertemplate": "epoch %{x:.2f}: loss %{y:.3f}<extra>train</extra>", **train_kw},
+        {"type": "scatter", "x": list(history.test_epoch), "y": list(history.test_loss), "name": "test set",
+         "xaxis": "x", "yaxis": "y", "hovertemplate": "epoch %{x:.2f}: loss %{y:.3f}<extra>test</extra>", **test_kw},
+        {"type": "scatter", "x": list(history.train_epoch), "y": list(history.train_accuracy),
+         "name": "training batches", "xaxis": "x2", "yaxis": "y2", "showlegend": False,
+         "hovertemplate": "epoch %{x:.2f}: %{y:.1%}<extra>train</extra>", **train_kw},
+        {"type": "scatter", "x": list(history.test_epoch), "y": list(history.test_accuracy), "name": "test set",
+         "xaxis": "x2", "yaxis": "y2", "showlegend": False,
+         "hovertemplate": "epoch %{x:.2f}: %{y:.1%}<extra>test</extra>", **test_kw},
+    ]
+    losses = [v for v in (*history.train_loss, *history.test_loss) if math.isfinite(v)]
+    top = max(losses) * 1.05 if losses else math.log(max(classes, 2)) * 1.1
+    x_range = [0, max(epochs, 1)]
+    chance = 1 / max(classes, 1)
+    layout = {
+        "height": height_px, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "font": FONT,
+        "xaxis": {"domain": [0, 0.44], "range": x_range, "title": {"text": "epoch"}, "anchor": "y"},
+        "yaxis": {"range": [0, top], "title": {"text": "cross-entropy loss"}, "anchor": "x", "rangemode": "tozero"},
+        "xaxis2": {"domain": [0.56, 1], "range": x_range, "title": {"text": "epoch"}, "anchor": "y2"},
+        "yaxis2": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "accuracy"}, "anchor": "x2"},
+        "shapes": [{"type": "line", "xref": "x2", "yref": "y2", "x0": 0, "x1": x_range[1], "y0": chance,
+                    "y1": chance, "line": {"color": "#6b7280", "dash": "dot", "width": 1.5}}],
+        "annotations": [
+            {"text": "<b>Loss</b> (lower is better)", "xref": "paper", "yref": "paper", "x": 0.22, "y": 1.08,
+             "showarrow": False, "xanchor": "center", "font": {"size": 15}},
+            {"text": "<b>Accuracy</b> (higher is better)", "xref": "paper", "yref": "paper", "x": 0.78, "y": 1.08,
+             "showarrow": False, "xanchor": "center", "font": {"size": 15}},
+            {"text": f"chance {chance:.0%}", "xref": "x2", "yref": "y2", "x": x_range[1], "y": chance,
+             "xanchor": "right", "yanchor": "bottom", "showarrow": False, "font": {"size": 12, "color": "#6b7280"}},
+        ],
+        "legend": {"orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.22},
+        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
+        "uirevision": "curves",  # keep the user's zoom while the curves grow
+    }
+    for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
+        layout[axis].update(gridcolor="#e5e7eb", zeroline=False, showline=True, linecolor="#9ca3af")
+    return {"data": data, "layout": layout}
+
+
+# ---------------------------------------------------------------------------- confusion
+
+
+def confusion_spec(confusion: torch.Tensor, classes: Sequence[str], title: str = "", height_px: int = 460) -> dict:
+    """Rows: the true class, columns: the predicted class; counts written in, colour = the
+    share of the row (so every class is read on the same scale); the diagonal is correct."""
+    counts = confusion.to(torch.int64)
+    rows = counts.sum(1, keepdim=True).clamp(min=1)
+    share = (counts.double() / rows).tolist()
+    names = [str(c) for c in classes]
+    text = [[str(v) if v else "" for v in row] for row in counts.tolist()]
+    data = [{
+        "type": "heatmap", "z": share, "x": names, "y": names, "text": text, "texttemplate": "%{text}",
+        "textfont": {"size": 12}, "colorscale": BLUES, "zmin": 0, "zmax": 1, "showscale": False, "xgap": 1, "ygap": 1,
+        "hovertemplate": "true %{y}, predicted %{x}: %{text} images (%{z:.0%} of the row)<extra></extra>",
+    }]
+    layout = {
+        "height": height_px, "margin": {"l": 10, "r": 10, "t": 50 if title else 20, "b": 10}, "font": FONT,
+        "xaxis": {"title": {"text": "predicted class"}, "side": "bottom", "tickangle": -40, "constrain": "domain"},
+        "yaxis": {"title": {"text": "true class"}, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
+        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    if title:
+        layout["title"] = {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}}
+    return {"data": data, "layout": layout}
+
+
+def most_confused(confusion: torch.Tensor, classes: Sequence[str], top: int = 3) -> list[tuple[str, str, int]]:
+    """The largest off-diagonal counts: (true class, predicted class, count), largest first."""
+    off = confusion.clone().to(torch.int64)
+    off.fill_diagonal_(0)
+    values, flat = off.flatten().sort(descending=True)
+    k = off.shape[1]
+    return [(str(classes[int(i) // k]), str(classes[int(i) % k]), int(v))
+            for v, i in zip(values[:top], flat[:top]) if int(v) > 0]
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def _png_uri(array: torch.Tensor) -> str:
+    """uint8 (H, W, 3) -> data: URI of a PNG."""
+    image = Image.fromarray(array.contiguous().numpy(), "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) with C 1 or 3 -> uint8 (N, H, W, 3); other C: the channel mean in grey."""
+    if images.shape[1] == 3:
+        return images.permute(0, 2, 3, 1)
+    grey = images[:, :1] if images.shape[1] == 1 else images.float().mean(1, keepdim=True).round().to(torch.uint8)
+    return grey.permute(0, 2, 3, 1).expand(-1, -1, -1, 3)
+
+
+def predictions_spec(report: EpochReport, classes: Sequence[str], scale: int = 3, height_px: int = 190) -> dict:
+    """A row of test images (one per class), each with its predicted class and probability
+    above it (green when right, red when wrong) and its true class below."""
+    images = _to_rgb(report.sample_images)
+    n, h, w, _ = images.shape
+    gap = max(2, w // 4)
+    strip = torch.full((h, n * (w + gap) - gap, 3), 255, dtype=torch.uint8)
+    for i in range(n):
+        strip[:, i * (w + gap):i * (w + gap) + w] = images[i]
+    strip = strip.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    annotations = []
+    for i in range(n):
+        pred, true = int(report.sample_predictions[i]), int(report.sample_labels[i])
+        prob = float(report.sample_probabilities[i])
+        centre = (i * (w + gap) + w / 2) * scale
+        right = pred == true
+        annotations.append({"x": centre, "y": -4, "yanchor": "bottom", "showarrow": False,
+                            "text": f"<b>{classes[pred]}</b><br>{prob:.0%}",
+                            "font": {"size": 12, "color": RIGHT if right else WRONG}})
+        annotations.append({"x": centre, "y": h * scale + 4, "yanchor": "top", "showarrow": False,
+                            "text": f"true: {classes[true]}", "font": {"size": 11, "color": "#4b5563"}})
+    width = strip.shape[1]
+    data = [{"type": "image", "source": _png_uri(strip), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
+             "hoverinfo": "skip"}]
+    layout = {
+        "height": height_px, "margin": {"l": 0, "r": 0, "t": 44, "b": 34}, "font": FONT,
+        "xaxis": {"visible": False, "range": [-gap * scale, width + gap * scale]},
+        "yaxis": {"visible": False, "range": [h * scale, 0], "scaleanchor": "x"},
+        "annotations": annotations, "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return {"data": data, "layout": layout}
+
+
+def _filter_grid(weights: torch.Tensor, columns: int) -> torch.Tensor:
+    """(F, k, k) -> one (rows·(k+1)−1, columns·(k+1)−1) grid with NaN between the filters."""
+    f, k, _ = weights.shape
+    rows = math.ceil(f / columns)
+    grid = torch.full((rows * (k + 1) - 1, columns * (k + 1) - 1), float("nan"))
+    for i in range(f):
+        r, c = divmod(i, columns)
+        grid[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = weights[i]
+    return grid
+
+
+def filters_spec(weights: torch.Tensor, title: str = "", columns: int | None = None, cell_px: int = 14) -> dict:
+    """The first conv layer's filters (F, C, k, k) side by side.
+
+    One input channel: each filter as a heatmap, blue negative, red positive, white zero, on
+    one colour scale for all filters (so a filter that has grown looks stronger). Three input
+    channels: each filter as a small colour picture, stretched to its own min-max (as filter
+    pictures usually are shown). Other channel counts: the mean over the channels.
+    """
+    weights = weights.detach().float().cpu()
+    f, c, k, _ = weights.shape
+    columns = columns or min(f, 16)
+    rows = math.ceil(f / columns)
+    width = columns * (k + 1) - 1
+    height = rows * (k + 1) - 1
+    if c == 3:
+        low = weights.amin(dim=(1, 2, 3), keepdim=True)
+        high = weights.amax(dim=(1, 2, 3), keepdim=True)
+        scaled = ((weights - low) / (high - low).clamp(min=1e-12) * 255).round().to(torch.uint8)
+        canvas = torch.full((height, width, 3), 255, dtype=torch.uint8)
+        for i in range(f):
+            r, col = divmod(i, columns)
+            canvas[r * (k + 1):r * (k + 1) + k, col * (k + 1):col * (k + 1) + k] = scaled[i].permute(1, 2, 0)
+        zoom = max(1, cell_px)
+        canvas = canvas.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1)
+        data = [{"type": "image", "source": _png_uri(canvas), "x0": 0, "y0": 0, "dx": 1 / zoom, "dy": 1 / zoom,
+                 "hoverinfo": "skip"}]
+    else:
+        plane = weights[:, 0] if c == 1 else weights.mean(1)
+        bound = float(plane.abs().max()) or 1.0
+        grid = _filter_grid(plane, columns)
+        z = [[None if v != v else round(v, 4) for v in row] for row in grid.tolist()]
+        data = [{"type": "heatmap", "z": z, "colorscale": DIVERGING, "zmin": -bound, "zmax": bound,
+                 "showscale": True, "colorbar": {"thickness": 10, "len": 0.9, "title": {"text": "weight"}},
+                 "hovertemplate": "weight %{z:.3f}<extra></extra>", "x0": 0, "y0": 0}]
+    layout = {
+        "height": max(110, height * cell_px + (46 if title else 16)),
+        "width": None,
+        "margin": {"l": 0, "r": 0, "t": 40 if title else 6, "b": 6}, "font": FONT,
+        "xaxis": {"visible": False, "range": [-0.5, width - 0.5], "constrain": "domain"},
+        "yaxis": {"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x", "constrain": "domain"},
+        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    del layout["width"]
+    if title:
+        layout["title"] = {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}}
+    return {"data": data, "layout": layout}
