@@ -118,16 +118,25 @@ ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GEL
                     nn.Hardswish, nn.Hardtanh, nn.Identity)
 
 
+_KIND_OF_TYPE: dict[type, str] = {}
+
+
 def layer_kind(module: nn.Module) -> str:
     """'conv', 'pool', 'adaptive pool', 'fc', 'batchnorm', 'activation', 'dropout', 'flatten',
     'softmax' or 'other'."""
-    for types, kind in ((CONV_TYPES, "conv"), (POOL_TYPES, "pool"), (ADAPTIVE_TYPES, "adaptive pool"),
-                        ((nn.Linear,), "fc"), (NORM_TYPES, "batchnorm"), (ACTIVATION_TYPES, "activation"),
-                        ((nn.Dropout, nn.Dropout2d, nn.Dropout1d), "dropout"), ((nn.Flatten,), "flatten"),
-                        ((nn.Softmax, nn.LogSoftmax), "softmax")):
-        if isinstance(module, types):
-            return kind
-    return "other"
+    cls = type(module)
+    kind = _KIND_OF_TYPE.get(cls)
+    if kind is None:
+        kind = "other"
+        for types, name in ((CONV_TYPES, "conv"), (POOL_TYPES, "pool"), (ADAPTIVE_TYPES, "adaptive pool"),
+                            ((nn.Linear,), "fc"), (NORM_TYPES, "batchnorm"), (ACTIVATION_TYPES, "activation"),
+                            ((nn.Dropout, nn.Dropout2d, nn.Dropout1d), "dropout"), ((nn.Flatten,), "flatten"),
+                            ((nn.Softmax, nn.LogSoftmax), "softmax")):
+            if issubclass(cls, types):
+                kind = name
+                break
+        _KIND_OF_TYPE[cls] = kind
+    return kind
 
 
 def _pair(value) -> tuple[int, ...]:
