@@ -97,7 +97,7 @@ def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None) ->
         "height": height_px or 110 + 44 * len(rows),
         "margin": {"l": 10, "r": 30, "t": 44, "b": 30},
         "xaxis": {**axis, "domain": [0.0, 0.28],
-                  "range": [low - 0.05 * span - (0.3 * span if low < 0 else 0), high + 0.35 * span]},
+                  "range": [low - 0.05 * span - (0.55 * span if low < 0 else 0), high + 0.4 * span]},
         "xaxis2": {**axis, "domain": [0.36, 0.64], "anchor": "y", "range": [0, max(exps or [1]) * 1.45],
                    "tickformat": "~s" if max(exps or [1]) >= 1e4 else ""},
         "xaxis3": {**axis, "domain": [0.72, 1.0], "anchor": "y", "range": [0, 125], "dtick": 25},

@@ -1,0 +1,272 @@
+"""Classify an image: preprocessing, the softmax made visible, and every convolution layer's maps."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from cnnviz import classify
+from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
+from cnnviz.classify_figures import activation_grid_figure, softmax_figure, strength_figure, top_k_figure
+from cnnviz.network import shape_text
+from ui.lessons import page_setup
+from ui.show import arithmetic
+from ui.state import Param, UrlState, int_in, one_of
+from ui.upload import checkpoint_picker, image_picker, session_classifier
+
+page_setup("6_Classify_an_image.py")
+
+OWN_MODELS = {
+    "bundled": "Small CNN trained on Fashion-MNIST (bundled)",
+    "session": "The model you trained on the Train a CNN page",
+    "checkpoint": "A checkpoint file you upload",
+}
+MODEL_TITLES = {**OWN_MODELS, **{k: f"{p.title} (pretrained on ImageNet)" for k, p in PRETRAINED.items()}}
+GRID_CHANNELS = 64  # channels per page of the activation grid
+STRONGEST = 8
+
+
+def default_image(state: UrlState) -> str:
+    return "Cat" if state["model"] in PRETRAINED else classify.FASHION_PREFIX + "Ankle boot"
+
+
+state = UrlState("classify", [
+    Param("model", "bundled", one_of(*MODEL_TITLES)),
+    Param("img", default_image, str),
+    Param("invert", "auto", one_of("auto", "yes", "no")),
+    Param("layer", 1, int_in(1, 500)),
+    Param("ch", 0, int_in(0, 64)),
+])
+state.show_problems()
+
+st.markdown(
+    "A trained CNN is one big function **f(image) → one score per class**, nested from convolutions, "
+    "ReLUs and pooling. Its last box, the **softmax**, turns the scores into probabilities: "
+    "exponentiate every score, then divide by the sum of them all. Pick a model and an image, and see "
+    "every step: how the image is prepared, what each convolution layer responds to, and how the "
+    "scores become probabilities."
+)
+
+
+# ---------------------------------------------------------------- the model
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def bundled_model() -> classify.Classifier:
+    return classify.load_bundled()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def pretrained_model(key: str) -> classify.Classifier:
+    return classify.load_pretrained(key)
+
+
+def offer_download(spec: classify.Pretrained) -> None:
+    st.warning(spec.missing_message(), icon=":material/cloud_download:")
+    if st.button(f"Download {spec.title} weights ({spec.size_mb:.0f} MB)", icon=":material/download:",
+                 key=f"classify.download.{spec.key}"):
+        bar = st.progress(0.0, text=f"Connecting to {spec.url} …")
+        try:
+            classify.download_weights(spec.key, progress=lambda f, text: bar.progress(f, text=text))
+        except WeightsUnavailable as error:
+            bar.empty()
+            st.error(str(error), icon=":material/wifi_off:")
+            return
+        bar.empty()
+        st.rerun()
+
+
+def choose_model() -> classify.Classifier | None:
+    with st.container(border=True):
+        left, right = st.columns([2, 3], vertical_alignment="bottom")
+        left.selectbox("Model", list(MODEL_TITLES), key=state.key("model"), format_func=MODEL_TITLES.get,
+                       on_change=state.reset, args=("layer", "ch"))
+        key = state["model"]
+        try:
+            if key == "bundled":
+                clf = bundled_model()
+            elif key == "session":
+                with right:
+                    clf = session_classifier()
+            elif key == "checkpoint":
+                with right:
+                    clf = checkpoint_picker("classify")
+            else:
+                spec = PRETRAINED[key]
+                if not spec.cached:
+                    with right:
+                        offer_download(spec)
+                    return None
+                with st.spinner(f"Loading {spec.title} ({spec.size_mb:.0f} MB of weights)…"):
+                    clf = pretrained_model(key)
+        except ClassifyError as error:
+            st.error(str(error), icon=":material/block:")
+            return None
+        if clf is not None:
+            right.caption(f"**{clf.title}** · {clf.note} · {len(clf.classes)} classes · "
+                          f"{classify.parameter_count(clf.model):,} parameters · weights: {clf.source}")
+        return clf
+
+
+classifier = choose_model()
+
+# ---------------------------------------------------------------- the image
+
+st.subheader("1. Your image")
+picked = image_picker(state, "img", "classify")
+if classifier is None or picked is None:
+    state.sync()
+    st.stop()
+
+recipe = classifier.recipe
+if recipe.light_on_dark:
+    st.radio("Invert black and white", ["auto", "yes", "no"], key=state.key("invert"), horizontal=True,
+             format_func={"auto": "automatic (if the background is light)", "yes": "always", "no": "never"}.get,
+             help="Fashion-MNIST shows light objects on a black background; a photo of a dark shirt on a "
+                  "white table looks like the opposite to the network.")
+
+
+# ---------------------------------------------------------------- run once, reuse on reruns
+
+def classify_now(clf: classify.Classifier, img) -> tuple[classify.Prepared, classify.Prediction]:
+    cache_key = (id(clf.model), img.ident, state["invert"] if recipe.light_on_dark else "")
+    cached = st.session_state.get("classify.result")
+    if cached is not None and cached[0] == cache_key:
+        return cached[1], cached[2]
+    prepared = classify.prepare(img.loaded, clf.recipe, invert=state["invert"], orientation=img.orientation)
+    prediction = classify.predict(clf, prepared.tensor)
+    st.session_state["classify.result"] = (cache_key, prepared, prediction)
+    return prepared, prediction
+
+
+try:
+    with st.spinner("Classifying…"):
+        prepared, prediction = classify_now(classifier, picked)
+    breakdown = classify.softmax_breakdown(prediction.logits, classifier.classes,
+                                           k=len(classifier.classes) if len(classifier.classes) <= 10 else 5)
+except ClassifyError as error:
+    st.error(str(error), icon=":material/block:")
+    state.sync()
+    st.stop()
+
+st.markdown(f"**From {picked.name} to the network's input**, step by step:")
+steps = prepared.steps
+cols = st.columns(max(len(steps), 4))
+for col, (number, step) in zip(cols, enumerate(steps, start=1)):
+    with col:
+        st.image(step.image, caption=f"{number}. {step.title}", width="stretch")
+        st.caption(f"{step.note} Shape {shape_text(step.shape)}.")
+
+if classifier.key in ("bundled", "session", "checkpoint") and not picked.ident.startswith("fashion:") \
+        and recipe.light_on_dark:
+    st.info("This network only knows the 10 kinds of clothing in Fashion-MNIST, at 28×28 pixels. Whatever "
+            "it is shown, the softmax shares 100 % among those 10 classes: a cat becomes the most similar "
+            "piece of clothing.", icon=":material/lightbulb:")
+
+# ---------------------------------------------------------------- the prediction
+
+st.subheader("2. The prediction")
+best = breakdown.names[0]
+n_in = math.prod(prediction.input_shape)
+left, right = st.columns([2, 3])
+with left:
+    verdict = f"**{best}** with probability **{breakdown.probabilities[0] * 100:.1f} %**"
+    if picked.true_class is not None:
+        mark = "✅" if picked.true_class == best else "❌"
+        verdict += f" {mark} (the true class is {picked.true_class})"
+    st.markdown(verdict)
+    top = prediction.top(5)
+    st.plotly_chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
+                                 title=f"Top {len(top)} of {len(classifier.classes)} classes"),
+                    config={"displayModeBar": False}, key="classify.topk")
+    m1, m2 = st.columns(2)
+    m1.metric("Forward pass", classify.format_seconds(prediction.seconds),
+              help=f"One run of f(x) on this computer's CPU: the fastest of {prediction.timed_runs} runs, without "
+                   "recording the activation maps.")
+    m2.metric("Preprocessing", classify.format_seconds(prepared.seconds))
+    st.caption(f"f maps {shape_text(prediction.input_shape)} = {n_in:,} numbers to {len(classifier.classes):,} "
+               "class scores.")
+with right:
+    st.plotly_chart(softmax_figure(breakdown), config={"displayModeBar": False}, key="classify.softmax")
+    b = breakdown
+    z0 = classify.number_text(float(b.scores[0]))
+    e = [classify.number_text(float(v)) for v in b.exps]
+    shown = e[:3]
+    others = len(b.indices) - len(shown) + b.rest_count
+    denominator = " + ".join(shown) + (f" + … ({others} more)" if others else "")
+    power = f"e^({z0})" if b.shift == 0 else f"e^({z0} − {classify.number_text(b.shift)})"
+    arithmetic([
+        (f"p({best})", f"= {power} / Σ over all {b.n_classes} classes"),
+        ("", f"= {e[0]} / ({denominator})"),
+        ("", f"= {e[0]} / {classify.number_text(b.total)} = {float(b.probabilities[0]):.4f}"),
+    ])
+    if b.shift:
+        st.caption("The scores are so large that e^z would overflow, so the largest score is subtracted "
+                   "from every score first; this cancels in the division and does not change p.")
+    st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
+               "means 10× more weight. Dividing by the sum makes the probabilities add up to 100 %.")
+
+# ---------------------------------------------------------------- inside the network
+
+st.subheader("3. Inside the network")
+layers = prediction.activations
+if not layers:
+    st.info("This model has no convolution layers with spatial maps to show.")
+    state.sync()
+    st.stop()
+if state["layer"] > len(layers):
+    state["layer"] = 1
+if len(layers) > 1:
+    st.slider("Convolution layer", 1, len(layers), key=state.key("layer"), on_change=state.reset, args=("ch",),
+              help="Every convolution layer of the network, from the input (1) towards the output.")
+layer = layers[state["layer"] - 1]
+channels_total, h, w = layer.shape
+st.markdown(f"**Convolution {state['layer']} of {len(layers)}** ({layer.label}) · output "
+            f"{h}×{w}×{channels_total} ({channels_total} activation maps of {h}×{w}), one per filter. "
+            "Red: the filter matched (positive), blue: negative, white: zero; each map has its own scale.")
+if prediction.skipped_convs:
+    st.caption(f"Not shown: {prediction.skipped_convs} convolutions whose output is 1×1 "
+               "(squeeze-and-excitation gates, which weigh whole channels).")
+
+pages = (channels_total + GRID_CHANNELS - 1) // GRID_CHANNELS
+if state["ch"] > pages:
+    state["ch"] = 0
+strongest = layer.strongest(min(GRID_CHANNELS, channels_total))
+grid_left, grid_right = st.columns([3, 2])
+with grid_left:
+    if channels_total > GRID_CHANNELS:
+        options = [0, *range(1, pages + 1)]
+        st.selectbox("Channels", options, key=state.key("ch"),
+                     format_func=lambda g: f"the {GRID_CHANNELS} strongest" if g == 0 else
+                     f"{(g - 1) * GRID_CHANNELS + 1}–{min(g * GRID_CHANNELS, channels_total)}")
+    group = state["ch"]
+    if channels_total <= GRID_CHANNELS:
+        shown = list(range(channels_total))
+    elif group == 0:
+        shown = strongest
+    else:
+        shown = list(range((group - 1) * GRID_CHANNELS, min(group * GRID_CHANNELS, channels_total)))
+    columns = 8 if len(shown) > 16 else max(4, len(shown) // 2)
+    st.plotly_chart(activation_grid_figure(layer.maps, shown, columns=columns, width_px=760),
+                    config={"displayModeBar": False}, key="classify.grid")
+with grid_right:
+    top_n = strongest[:STRONGEST]
+    strength = layer.strength
+    st.markdown(f"**The {len(top_n)} strongest channels** for this image "
+                "(largest mean positive activation, what a ReLU lets through):")
+    st.plotly_chart(activation_grid_figure(layer.maps, top_n, columns=4, width_px=520,
+                                           labels=[f"#{c + 1}: {float(strength[c]):.3g}" for c in top_n]),
+                    config={"displayModeBar": False}, key="classify.strongest")
+    st.plotly_chart(strength_figure(strength, top_n, title="Response of every channel"),
+                    config={"displayModeBar": False}, key="classify.strength")
+
+st.markdown("**The shapes flowing through the network**, layer by layer, for this image:")
+rows = [{"step": i, "layer": row.label, "type": row.kind, "output shape": shape_text(row.shape),
+         "numbers": math.prod(row.shape), "parameters": row.params}
+        for i, row in enumerate(prediction.shapes, start=1)]
+chain = [shape_text(prediction.input_shape)] + [shape_text(a.shape) for a in layers] + [str(len(classifier.classes))]
+st.caption("Input → every convolution → scores: " + " → ".join(chain))
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(400, 38 + 35 * len(rows)),
+             column_config={"numbers": st.column_config.NumberColumn(format="localized"),
+                            "parameters": st.column_config.NumberColumn(format="localized")})
+
+state.sync()

@@ -1,0 +1,276 @@
+"""The classify page through Streamlit's AppTest: uploads (good, odd and broken), every model
+source, the URL state, and numbers that match the engine's."""
+
+from __future__ import annotations
+
+import io
+import tomllib
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from torchvision.models import get_model
+
+from cnnviz import classify, images
+from cnnviz.checkpoint import Checkpoint, save_checkpoint
+from cnnviz.classify import PRETRAINED
+from cnnviz.network import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/6_Classify_an_image.py"
+
+
+def run_page(session: dict | None = None, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.switch_page(PAGE)
+    for key, value in query.items():
+        at.query_params[key] = value
+    for key, value in (session or {}).items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def image_uploader(at: AppTest):
+    return next(u for u in at.file_uploader if u.label.startswith("…or upload"))
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    image_uploader(at).set_value((name, data, mime)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def encode(img: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims another size (what a decompression bomb looks like)."""
+    import struct
+    import zlib
+
+    png = encode(Image.new("1", (1, 1)), "PNG")
+    ihdr = b"IHDR" + struct.pack(">II", width, height) + png[24:29]
+    return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+
+
+def noise(width: int = 64, height: int = 48) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def expected_probability(name: str) -> tuple[str, float]:
+    clf = classify.load_bundled()
+    loaded, _ = classify.fashion_test_images()[name]
+    prediction = classify.predict(clf, classify.prepare(loaded, clf.recipe).tensor)
+    index, p = prediction.top(1)[0]
+    return clf.classes[index], p
+
+
+def test_opens_with_the_bundled_model_on_a_fashion_mnist_test_image():
+    at = run_page()
+    best, p = expected_probability("Fashion-MNIST: Ankle boot")
+    text = text_of(at)
+    assert f"**{best}** with probability **{p * 100:.1f} %** ✅ (the true class is Ankle boot)" in text
+    assert "test accuracy 87.9%" in text
+    assert "Input → every convolution → scores: 1x28x28 → 16x28x28 → 32x14x14 → 64x7x7 → 10" in text
+    assert "Σ over all 10 classes" in text
+    assert "**Convolution 1 of 3** (Layer 1: conv 3x3, 16 filters)" in text
+
+
+def test_layer_slider_is_in_the_link_and_a_link_opens_that_layer():
+    at = run_page()
+    at.slider[0].set_value(3).run()
+    assert at.query_params["layer"] in (["3"], "3")
+    assert "**Convolution 3 of 3** (Layer 7: conv 3x3, 64 filters) · output 7×7×64" in text_of(at)
+    at = run_page(layer="2", img="Coffee")
+    assert "**Convolution 2 of 3**" in text_of(at)
+    assert "From Coffee to the network's input" in text_of(at)
+    assert any("only knows the 10 kinds of clothing" in i.value for i in at.info)
+
+
+def test_bad_link_values_are_explained_and_ignored():
+    at = run_page(model="vgg99", invert="maybe", layer="0")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "model='vgg99' was ignored" in warnings and "invert='maybe'" in warnings and "layer='0'" in warnings
+    assert "with probability" in text_of(at)
+
+
+def test_an_uploaded_photo_is_prepared_step_by_step_and_classified():
+    at = run_page()
+    photo = Image.open(images.SAMPLES["Coffee"]).convert("RGB")
+    upload(at, "my coffee.png", encode(photo, "PNG"))
+    text = text_of(at)
+    assert "From my coffee.png to the network's input" in text
+    assert "PNG · 400×" in text and "Shape 1x28x28." in text
+    clf = classify.load_bundled()
+    prediction = classify.predict(clf, classify.prepare(images.load_image(encode(photo, "PNG")), clf.recipe).tensor)
+    index, p = prediction.top(1)[0]
+    assert f"**{clf.classes[index]}** with probability **{p * 100:.1f} %**" in text
+
+
+BAD_UPLOADS = {
+    "empty.png": (b"", "empty"),
+    "notes.png": (b"Dear student, this is a text file.\n" * 30, "not an image"),
+    "cut.png": (encode(noise(), "PNG")[:600], "truncated"),
+    "bomb.png": (png_declaring(30_000, 30_000), "too large"),
+    "huge.png": (png_declaring(8_000, 6_000), "8000 × 6000 pixels"),
+    "big.bmp": (b"BM" + b"\0" * (images.MAX_BYTES + 10), "too large"),
+}
+
+
+def test_bad_uploads_get_a_clear_message_and_no_traceback():
+    at = run_page()
+    for name, (data, words) in BAD_UPLOADS.items():
+        upload(at, name, data)
+        errors = " ".join(e.value for e in at.error)
+        assert f"**{name}** can't be used" in errors and words in errors, (name, errors)
+        assert "Traceback" not in errors and "PIL" not in errors
+        assert "with probability" not in text_of(at)  # nothing classified from a broken file
+    image_uploader(at).set_value(None).run()  # removing the file brings the sample back
+    assert not at.error and "with probability" in text_of(at)
+
+
+def cmyk_jpeg() -> bytes:
+    return encode(noise().convert("CMYK"), "JPEG")
+
+
+def sixteen_bit_png() -> bytes:
+    return encode(Image.fromarray(np.full((30, 40), 40_000, dtype=np.uint16)), "PNG")
+
+
+def palette_png_with_transparency() -> bytes:
+    img = Image.new("P", (30, 30), 0)
+    img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    img.paste(1, (10, 10, 20, 20))
+    return encode(img, "PNG", transparency=0)
+
+
+def rgba_png() -> bytes:
+    img = Image.new("RGBA", (30, 20), (0, 0, 0, 0))
+    img.paste((0, 0, 0, 255), (10, 5, 20, 15))
+    return encode(img, "PNG")
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(noise(60, 30), "JPEG", exif=exif)
+
+
+ODD_UPLOADS = {
+    "cmyk.jpg": (cmyk_jpeg(), "Converted from CMYK to RGB"),
+    "deep.png": (sixteen_bit_png(), "Scaled 16-bit values (0–65535) down to 8-bit (0–255)"),
+    "palette.png": (palette_png_with_transparency(), "Composited transparency onto white"),
+    "alpha.png": (rgba_png(), "Composited transparency onto white"),
+    "moving.gif": (animated_gif(), "Used the first of 2 frames of the animated GIF"),
+    "phone.jpg": (exif_rotated_jpeg(), "Rotated 90° clockwise according to the EXIF orientation tag"),
+}
+
+
+def test_odd_images_are_converted_with_each_step_explained_then_classified():
+    at = run_page()
+    for name, (data, note) in ODD_UPLOADS.items():
+        upload(at, name, data, "image/jpeg" if name.endswith("jpg") else "image/png")
+        text = text_of(at)
+        assert not at.error, (name, [e.value for e in at.error])
+        assert note in text and f"From {name} to the network's input" in text and "with probability" in text, name
+    assert "JPEG · 60×30" in text  # the EXIF photo: stored 60 wide, shown upright as 30 wide
+
+
+def test_the_upload_limit_in_the_server_config_matches_the_loader():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 1_000_000 == images.MAX_BYTES
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
+
+
+def test_pretrained_model_without_weights_offers_a_download_and_explains_offline(torch_home, monkeypatch):
+    spec = PRETRAINED["resnet18"]
+    at = run_page(model="resnet18")
+    warning = " ".join(w.value for w in at.warning)
+    assert spec.url in warning and str(spec.cache_path) in warning
+    assert "with probability" not in text_of(at)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(classify.urllib.request, "urlopen", offline)
+    next(b for b in at.button if b.label.startswith("Download ResNet-18")).click().run()
+    assert not at.exception
+    error = " ".join(e.value for e in at.error)
+    assert "could not be downloaded (no route to host)" in error and str(spec.cache_path) in error
+
+
+def test_pretrained_model_from_the_cache_shows_1000_classes_and_pages_of_channels(torch_home):
+    key = "mobilenet_v3_small"
+    torch.manual_seed(0)
+    model = get_model(key, weights=None)
+    with torch.no_grad():
+        model.classifier[-1].weight.normal_(0, 0.5)  # scores that differ visibly
+    PRETRAINED[key].cache_path.parent.mkdir(parents=True)
+    torch.save(model.state_dict(), PRETRAINED[key].cache_path)
+    at = run_page(model=key, img="Cat")
+    text = text_of(at)
+    assert "Σ over all 1000 classes" in text
+    assert "400×266 → 384×256 (bilinear, antialiased), keeping the aspect ratio. Shape 3x256x384." in text
+    assert "f maps 3x224x224 = 150,528 numbers to 1,000 class scores." in text
+    assert "2,542,856 parameters" in text
+    slider = at.slider[0]
+    assert slider.max == 34  # 52 convolutions, 18 of them squeeze-and-excitation gates with 1x1 outputs
+    slider.set_value(34).run()
+    assert "576 activation maps of 7×7" in text_of(at)
+    at.selectbox(key="classify.ch").set_value(9).run()  # channels 513-576
+    assert at.query_params["ch"] in (["9"], "9") and not at.exception
+
+
+def tiny_checkpoint() -> Checkpoint:
+    torch.manual_seed(0)
+    stack = "conv3x4,relu,maxpool2,conv3x8,relu,gap,fc3"
+    return Checkpoint.from_model(build_model(stack, (3, 16, 16)), stack, (3, 16, 16),
+                                 ["plane", "car", "bird"], "cifar10", {"test_accuracy": 0.5})
+
+
+def test_the_model_trained_in_this_session_is_used_when_there_is_one():
+    at = run_page(model="session")
+    assert any("No model has been trained" in i.value for i in at.info)
+    at = run_page({"cnnviz.trained": tiny_checkpoint()}, model="session", img="Rocket")
+    text = text_of(at)
+    assert "**The model you trained**" in text and "Σ over all 3 classes" in text
+    assert "Centre crop" not in text and "Shape 3x16x16." in text
+    assert "**Convolution 1 of 2**" in text and at.slider[0].max == 2
+
+
+def test_an_uploaded_checkpoint_classifies_and_a_broken_one_is_refused():
+    at = run_page(model="checkpoint")
+    assert any("Upload a checkpoint" in i.value for i in at.info)
+    ckpt_uploader = next(u for u in at.file_uploader if u.label.startswith("Checkpoint file"))
+    ckpt_uploader.set_value(("junk.pt", b"PK\x03\x04 not really a zip", "application/octet-stream")).run()
+    assert not at.exception
+    assert any("**junk.pt** can't be used" in e.value and "not a cnnviz checkpoint" in e.value for e in at.error)
+    ckpt_uploader = next(u for u in at.file_uploader if u.label.startswith("Checkpoint file"))
+    ckpt_uploader.set_value(("mine.pt", save_checkpoint(tiny_checkpoint()), "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    text = text_of(at)
+    assert "**Checkpoint mine.pt**" in text and "test accuracy 50.0%" in text and "with probability" in text

@@ -1,0 +1,119 @@
+"""Inputs of the classify page: an image (sample, bundled test image or upload) and a checkpoint.
+
+Every file a student uploads goes through the engine's safe loaders; whatever is wrong
+with it becomes one clear message on the page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import streamlit as st
+
+from cnnviz import classify, images
+from cnnviz.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ui.lessons import ROOT
+from ui.photos import UPLOAD_TYPES
+
+CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
+
+
+@dataclass
+class PickedImage:
+    loaded: images.LoadedImage
+    name: str  # what to call it in captions
+    ident: str  # identifies the pixels, for caching predictions
+    orientation: int = 1  # EXIF tag of an uploaded file
+    true_class: str | None = None  # for bundled test images
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _sample(name: str) -> images.LoadedImage:
+    return images.sample_image(name)
+
+
+@st.cache_data(max_entries=1, show_spinner=False)
+def _fashion() -> dict[str, tuple[images.LoadedImage, int]]:
+    return classify.fashion_test_images()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _upload(data: bytes) -> tuple[images.LoadedImage, int]:
+    return images.load_image(data), classify.exif_orientation(data)
+
+
+def sample_names() -> list[str]:
+    return [*images.SAMPLES, *_fashion()]
+
+
+def image_picker(state, param: str, key: str) -> PickedImage | None:
+    """A sample (its name kept in the URL under `param`) or an upload; None after a bad upload
+    (the message is already shown)."""
+    fashion = _fashion()
+    names = [*images.SAMPLES, *fashion]
+    if state[param] not in names:
+        state[param] = names[0]
+    left, right = st.columns(2)
+    left.selectbox("Sample image", names, key=state.key(param),
+                   help="Photos, or test images of Fashion-MNIST that the bundled model never saw in training.")
+    upload = right.file_uploader("…or upload your own image", type=UPLOAD_TYPES, key=f"{key}.upload",
+                                 help="PNG, JPEG, WebP, BMP, GIF or TIFF, up to "
+                                      f"{images.MAX_BYTES / 1e6:.0f} MB and {images.MAX_PIXELS / 1e6:.0f} megapixels.")
+    if upload is None:
+        name = state[param]
+        if name in fashion:
+            loaded, label = fashion[name]
+            true = name.removeprefix(classify.FASHION_PREFIX)
+            return PickedImage(loaded, name, f"fashion:{name}", true_class=true)
+        return PickedImage(_sample(name), name, f"sample:{name}")
+    data = upload.getvalue()
+    try:
+        loaded, orientation = _upload(data)
+    except images.ImageError as error:
+        st.error(f"**{upload.name}** can't be used: {error}", icon="🖼️")
+        return None
+    return PickedImage(loaded, upload.name, "upload:" + hashlib.sha256(data).hexdigest(), orientation)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _checkpoint_classifier(digest: str, _data: bytes) -> classify.Classifier:
+    return classify.from_checkpoint(load_checkpoint(_data), "checkpoint", "Your uploaded checkpoint")
+
+
+def checkpoint_picker(key: str) -> classify.Classifier | None:
+    """A cnnviz checkpoint (.pt from the training page) uploaded by the student."""
+    upload = st.file_uploader("Checkpoint file from the Train a CNN page", type=CHECKPOINT_TYPES,
+                              key=f"{key}.ckpt")
+    if upload is None:
+        st.info("Upload a checkpoint (.pt) saved on the **Train a CNN** page to classify with it.",
+                icon=":material/upload_file:")
+        return None
+    data = upload.getvalue()
+    try:
+        classifier = _checkpoint_classifier(hashlib.sha256(data).hexdigest(), data)
+    except (CheckpointError, classify.ClassifyError) as error:
+        st.error(f"**{upload.name}** can't be used: {error}", icon=":material/block:")
+        return None
+    classifier.title = f"Checkpoint {upload.name}"
+    return classifier
+
+
+def session_classifier() -> classify.Classifier | None:
+    """The model trained on the training page in this browser session (contract 4), if any."""
+    ckpt = st.session_state.get("cnnviz.trained")
+    if not isinstance(ckpt, Checkpoint):
+        st.info("No model has been trained in this session yet. Train one on the **Train a CNN** page, "
+                "then come back here.", icon=":material/model_training:")
+        if (ROOT / "pages" / "4_Train_a_CNN.py").exists():
+            st.page_link("pages/4_Train_a_CNN.py", label="Train a CNN", icon=":material/model_training:")
+        return None
+    cache = st.session_state.setdefault("classify.session_models", {})
+    if id(ckpt) not in cache:
+        try:
+            cache.clear()
+            cache[id(ckpt)] = (ckpt, classify.from_checkpoint(ckpt, "session", "The model you trained"))
+        except classify.ClassifyError as error:
+            st.error(f"The model trained in this session can't be used: {error}")
+            return None
+    return cache[id(ckpt)][1]
