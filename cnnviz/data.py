@@ -97,6 +97,17 @@ class ImageSet:
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=len(self.classes))
 
+    def subset(self, indices: torch.Tensor) -> "ImageSet":
+        return ImageSet(self.name, self.split, self.images[indices], self.labels[indices], list(self.classes),
+                        self.source)
+
+    def take(self, n: int, seed: int = 0) -> "ImageSet":
+        """A random subset of n images (fixed seed), or the whole set when it has at most n."""
+        if n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(order.sort().values)
+
     def examples_per_class(self, per_class: int, seed: int = 0) -> torch.Tensor:
         """Indices of up to `per_class` examples of each class, class by class (a browser grid).
 

@@ -341,3 +341,14 @@ def test_cifar10_download_unpacks_the_archive(monkeypatch, tmp_path):
                     progress=lambda f, text: calls.append(f))
     assert torch.equal(s.images, torch.from_numpy(written["test_batch"][0].reshape(-1, 3, 32, 32)))
     assert calls[-1] == 1.0
+
+
+def test_take_is_a_fixed_random_subset():
+    s = load_images("fashion-mnist", "test", source="bundled")
+    a, b = s.take(100, seed=1), s.take(100, seed=1)
+    assert len(a) == 100 and torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.labels, s.take(100, seed=2).labels)
+    # each picked image is the test image it claims to be
+    first = int((s.images.flatten(1) == a.images[0].flatten()).all(1).nonzero()[0])
+    assert int(s.labels[first]) == int(a.labels[0])
+    assert s.take(5000) is s
