@@ -21,9 +21,11 @@ import hashlib
 import io
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,6 +371,8 @@ def prepare(loaded: LoadedImage | Image.Image, recipe: Recipe, *, invert: Invert
     file's EXIF tag (see exif_orientation), to show the picture as stored before turning it.
     `invert` applies to light-on-dark recipes: "auto" inverts when the background is light.
     """
+    if recipe.resize is not None:
+        import torchvision.transforms.functional  # noqa: F401 - imported before the clock starts
     start = time.perf_counter()
     if isinstance(loaded, LoadedImage):
         img, notes = loaded.image, list(loaded.notes)
@@ -538,6 +542,15 @@ class Prediction:
         return list(zip(indices.tolist(), values.tolist()))
 
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(model: nn.Module) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(model, threading.Lock())
+
+
 def predict(classifier: Classifier, x: torch.Tensor, *, record: bool = True, repeats: int = 5,
             budget_s: float = 1.0) -> Prediction:
     """Run the network on one prepared image (C, H, W) and record what flows through it.
@@ -554,45 +567,54 @@ def predict(classifier: Classifier, x: torch.Tensor, *, record: bool = True, rep
     skipped = 0
     runs = 0
     handles = []
-    if record:
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Conv2d):
-                def save_maps(mod, args, out, name=name):
-                    nonlocal skipped
-                    if out.shape[-2:].numel() > 1:
-                        activations.append(LayerActivation(name, classifier.label(name), out[0].detach().clone()))
-                    else:
-                        skipped += 1
-                handles.append(module.register_forward_hook(save_maps))
-            if not any(True for _ in module.children()):
-                def save_shape(mod, args, out, name=name):
-                    if isinstance(out, torch.Tensor):
-                        params = sum(p.numel() for p in mod.parameters())
-                        shapes.append(ShapeRow(name, classifier.label(name), type(mod).__name__,
-                                               tuple(out.shape[1:]), params))
-                handles.append(module.register_forward_hook(save_shape))
     batch = x.unsqueeze(0).float()
-    try:
-        with torch.inference_mode():
-            start = time.perf_counter()
-            logits = model(batch)[0]
-            seconds = time.perf_counter() - start
+
+    def save_maps(name: str):
+        def hook(mod, args, out):
+            nonlocal skipped
+            if out.shape[-2:].numel() > 1:
+                activations.append(LayerActivation(name, classifier.label(name), out[0].detach().clone()))
+            else:
+                skipped += 1
+        return hook
+
+    def save_shape(name: str):
+        def hook(mod, args, out):
+            if isinstance(out, torch.Tensor):
+                params = sum(p.numel() for p in mod.parameters())
+                shapes.append(ShapeRow(name, classifier.label(name), type(mod).__name__, tuple(out.shape[1:]), params))
+        return hook
+
+    # Hooks belong to the model, which a cached resource shares between sessions: one run at a time.
+    with _lock_for(model):
+        try:
+            if record:
+                for name, module in model.named_modules():
+                    if isinstance(module, nn.Conv2d):
+                        handles.append(module.register_forward_hook(save_maps(name)))
+                    if next(module.children(), None) is None:  # a leaf: one row of the shapes table
+                        handles.append(module.register_forward_hook(save_shape(name)))
+            with torch.inference_mode():
+                start = time.perf_counter()
+                logits = model(batch)[0]
+                seconds = time.perf_counter() - start
+                for handle in handles:
+                    handle.remove()
+                # Time f(x) alone, without the copying hooks: the fastest of up to `repeats` runs within
+                # about a second (as timeit does: slower runs measure other programs and torch's set-up).
+                times = []
+                while len(times) < repeats and (not times or sum(times) < budget_s):
+                    start = time.perf_counter()
+                    model(batch)
+                    times.append(time.perf_counter() - start)
+                seconds = min(times) if times else seconds
+                runs = len(times)
+        except RuntimeError as error:
+            raise ClassifyError(f"The model could not process a {tuple(x.shape)} input: "
+                                f"{_first_line(error)}") from None
+        finally:
             for handle in handles:
                 handle.remove()
-            # Time f(x) alone, without the copying hooks: the fastest of up to `repeats` runs within
-            # about a second (as timeit does: slower runs measure other programs and torch's set-up).
-            times = []
-            while len(times) < repeats and (not times or sum(times) < budget_s):
-                start = time.perf_counter()
-                model(batch)
-                times.append(time.perf_counter() - start)
-            seconds = min(times) if times else seconds
-            runs = len(times)
-    except RuntimeError as error:
-        raise ClassifyError(f"The model could not process a {tuple(x.shape)} input: {_first_line(error)}") from None
-    finally:
-        for handle in handles:
-            handle.remove()
     if logits.ndim != 1 or logits.numel() != len(classifier.classes):
         raise ClassifyError(f"The model gave {logits.numel()} scores but has {len(classifier.classes)} class names.")
     logits = logits.float()

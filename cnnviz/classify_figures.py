@@ -4,22 +4,21 @@
 - `softmax_figure`: the lecture's softmax box in three panels that share the class rows:
   class scores z, exponentiated e^z, and normalised p = e^z / sum of all e^z (the classes
   not listed are summed into one "other classes" row, so the last two panels add up).
-- `activation_grid_figure`: many activation maps of one layer as one image (a mosaic),
+- `activation_grid_image`: many activation maps of one layer as one picture (a mosaic),
   each channel scaled to its own range, zero white, positive red, negative blue.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
 from .classify import SoftmaxBreakdown, number_text
@@ -128,29 +127,32 @@ def colour_maps(maps: torch.Tensor, colorscale=DIVERGING) -> np.ndarray:
     return np.round(rgb).astype(np.uint8)
 
 
-def tile_side(h: int, w: int) -> tuple[int, int]:
-    """Displayed (height, width) of one map: shrunk to at most TILE_MAX_PX, enlarged by whole
-    pixels to at least TILE_MIN_PX."""
+def tile_side(h: int, w: int, min_px: int = TILE_MIN_PX, max_px: int = TILE_MAX_PX) -> tuple[int, int]:
+    """Displayed (height, width) of one map: shrunk to at most max_px, enlarged by whole
+    pixels to at least min_px."""
     side = max(h, w)
-    if side > TILE_MAX_PX:
-        scale = TILE_MAX_PX / side
+    if side > max_px:
+        scale = max_px / side
         return max(1, round(h * scale)), max(1, round(w * scale))
-    factor = max(1, math.ceil(TILE_MIN_PX / side))
+    factor = max(1, math.ceil(min_px / side))
     return h * factor, w * factor
 
 
-def activation_grid_figure(maps: torch.Tensor, channels: Sequence[int], *, columns: int = 8,
-                           title: str = "", width_px: int = 900, labels: Sequence[str] | None = None) -> go.Figure:
-    """The chosen channels of a (C, H, W) layer output as a grid of small maps in one image.
+def activation_grid_image(maps: torch.Tensor, channels: Sequence[int], *, columns: int = 8,
+                          labels: Sequence[str] | None = None, label_px: int = 18,
+                          min_px: int = TILE_MIN_PX, max_px: int = TILE_MAX_PX) -> Image.Image:
+    """The chosen channels of a (C, H, W) layer output as one picture: a grid of small maps.
 
     Each map gets its own colour range (the strongest and the weakest channel both stay
-    readable); tiles are labelled with their channel number (1-based) or `labels`.
+    readable), zero white, positive red, negative blue; each tile is labelled above with its
+    channel number (1-based) or the given `labels`. An image rather than a plotly figure, so
+    it keeps its proportions at any column width.
     """
     channels = list(channels)
     if not channels:
         raise ValueError("no channels to show")
     c, h, w = maps.shape
-    th, tw = tile_side(h, w)
+    th, tw = tile_side(h, w, min_px, max_px)
     chosen = maps[channels].detach().float()
     if (th, tw) != (h, w):
         if th < h:
@@ -160,34 +162,25 @@ def activation_grid_figure(maps: torch.Tensor, channels: Sequence[int], *, colum
     tiles = colour_maps(chosen)
     columns = max(1, min(columns, len(channels)))
     rows = math.ceil(len(channels) / columns)
-    label_px = 16
     cell_h, cell_w = th + label_px + GAP_PX, tw + GAP_PX
     mosaic = np.full((rows * cell_h, columns * cell_w - GAP_PX, 3), 255, dtype=np.uint8)
-    annotations = []
-    texts = list(labels) if labels is not None else [f"#{ch + 1}" for ch in channels]
     for i, tile in enumerate(tiles):
         r, q = divmod(i, columns)
         top, left = r * cell_h + label_px, q * cell_w
         mosaic[top:top + th, left:left + tw] = tile
-        annotations.append({"text": texts[i], "x": left + tw / 2, "y": top - 2, "xref": "x", "yref": "y",
-                            "showarrow": False, "yanchor": "bottom", "font": {"size": 11, "color": "#374151"}})
-    buffer = io.BytesIO()
-    Image.fromarray(mosaic).save(buffer, format="PNG", compress_level=1)
-    png = base64.b64encode(buffer.getvalue()).decode()
-    height, width = mosaic.shape[:2]
-    shown_w = min(width_px, width * 3)
-    shown_h = int(shown_w * height / width)
-    image = {"type": "image", "source": f"data:image/png;base64,{png}", "hoverinfo": "skip"}
-    layout = {
-        "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}} if title else None,
-        "width": shown_w, "height": shown_h + (44 if title else 8),
-        "margin": {"l": 2, "r": 2, "t": 40 if title else 4, "b": 4},
-        "xaxis": {"visible": False, "range": [-0.5, width - 0.5], "constrain": "domain"},
-        "yaxis": {"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x", "constrain": "domain"},
-        "annotations": annotations if shown_w / width * tw >= 28 else [],
-        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
-    }
-    return go.Figure(data=[image], layout=layout, _validate=False)
+    image = Image.fromarray(mosaic)
+    draw = ImageDraw.Draw(image)
+    font = _font(max(9, min(14, label_px - 4)))
+    texts = list(labels) if labels is not None else [f"#{ch + 1}" for ch in channels]
+    for i, text in enumerate(texts[:len(tiles)]):
+        r, q = divmod(i, columns)
+        draw.text((q * cell_w + tw / 2, r * cell_h + label_px - 3), text, fill=(55, 65, 81), font=font, anchor="ms")
+    return image
+
+
+@lru_cache(maxsize=8)
+def _font(size: int):
+    return ImageFont.load_default(size=size)
 
 
 def strength_figure(strength: torch.Tensor, highlight: Sequence[int], *, title: str = "",

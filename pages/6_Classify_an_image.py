@@ -7,7 +7,7 @@ import streamlit as st
 
 from cnnviz import classify
 from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
-from cnnviz.classify_figures import activation_grid_figure, softmax_figure, strength_figure, top_k_figure
+from cnnviz.classify_figures import activation_grid_image, softmax_figure, strength_figure, top_k_figure
 from cnnviz.network import shape_text
 from ui.lessons import page_setup
 from ui.show import arithmetic
@@ -246,16 +246,15 @@ with grid_left:
     else:
         shown = list(range((group - 1) * GRID_CHANNELS, min(group * GRID_CHANNELS, channels_total)))
     columns = 8 if len(shown) > 16 else max(4, len(shown) // 2)
-    st.plotly_chart(activation_grid_figure(layer.maps, shown, columns=columns, width_px=760),
-                    config={"displayModeBar": False}, key="classify.grid")
+    st.image(activation_grid_image(layer.maps, shown, columns=columns), width="stretch",
+             caption=f"{len(shown)} of {channels_total} activation maps, {h}×{w} each")
 with grid_right:
     top_n = strongest[:STRONGEST]
     strength = layer.strength
     st.markdown(f"**The {len(top_n)} strongest channels** for this image "
                 "(largest mean positive activation, what a ReLU lets through):")
-    st.plotly_chart(activation_grid_figure(layer.maps, top_n, columns=4, width_px=520,
-                                           labels=[f"#{c + 1}: {float(strength[c]):.3g}" for c in top_n]),
-                    config={"displayModeBar": False}, key="classify.strongest")
+    st.image(activation_grid_image(layer.maps, top_n, columns=4, min_px=112, max_px=160, label_px=22,
+                                   labels=[f"#{c + 1}: {float(strength[c]):.2g}" for c in top_n]), width="stretch")
     st.plotly_chart(strength_figure(strength, top_n, title="Response of every channel"),
                     config={"displayModeBar": False}, key="classify.strength")
 

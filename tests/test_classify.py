@@ -4,7 +4,6 @@ the layers run by hand, and the bundled Fashion-MNIST model against its test ima
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import math
@@ -31,7 +30,7 @@ from cnnviz.classify import (
     predict,
     softmax_breakdown,
 )
-from cnnviz.classify_figures import activation_grid_figure, colour_maps, softmax_figure, top_k_figure
+from cnnviz.classify_figures import activation_grid_image, colour_maps, softmax_figure, top_k_figure
 from cnnviz.data import load_images
 from cnnviz.images import load_image, sample_image
 from cnnviz.network import analyse, build_model, parse_stack
@@ -397,26 +396,43 @@ def test_top_k_and_softmax_figures_show_the_numbers():
     assert list(scores.x)[0] is None and list(scores.x)[1:] == [0.0, 0.5, 1.0, 2.0, 3.0]
 
 
-def decode_png(fig) -> np.ndarray:
-    source = fig.data[0].source
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
-
-
 def test_activation_grid_tiles_have_their_own_scale_and_sign_colours():
     maps = torch.zeros(3, 6, 6)
     maps[0] = 5.0  # positive everywhere: the darkest red
     maps[1] = -0.01  # negative everywhere, however small: the darkest blue
-    maps[2, :, :3] = 1.0  # half zero (white), half positive
-    fig = activation_grid_figure(maps, [0, 1, 2], columns=3)
-    mosaic = decode_png(fig)
+    maps[2, :, :3] = 1.0  # half positive, half zero (white)
+    label = 18
+    mosaic = np.asarray(activation_grid_image(maps, [0, 1, 2], columns=3, label_px=label))
     tile = math.ceil(48 / 6) * 6
-    label = 16
     assert mosaic.shape == (tile + label + 3, 3 * (tile + 3) - 3, 3)
     red, blue, white = colour_maps(torch.tensor([[[1.0]], [[-1.0]], [[0.0]]]))[:, 0, 0]
-    assert (mosaic[label, 0] == red).all() and (mosaic[label, tile + 3] == blue).all()
+    assert (mosaic[label:label + tile, :tile] == red).all()
+    assert (mosaic[label:label + tile, tile + 3:2 * tile + 3] == blue).all()
     third = 2 * (tile + 3)
     assert (mosaic[label + 5, third] == red).all() and (mosaic[label + 5, third + tile - 1] == white).all()
-    assert [a.text for a in fig.layout.annotations] == ["#1", "#2", "#3"]
-    # big maps are shrunk: a VGG first layer of 64 maps stays a light image
-    big = activation_grid_figure(torch.randn(64, 224, 224), list(range(64)), columns=8)
-    assert decode_png(big).shape[1] == 8 * (96 + 3) - 3
+    assert (mosaic[label:label + tile, third + tile // 2:third + tile] == white).all()
+    assert (mosaic[:label - 1] != 255).any()  # the channel numbers are written above the tiles
+    # big maps are shrunk: a VGG first layer of 64 maps of 224x224 stays a light picture
+    big = activation_grid_image(torch.randn(64, 224, 224), list(range(64)), columns=8)
+    assert big.size == (8 * (96 + 3) - 3, 8 * (96 + 18 + 3))
+
+
+def test_sessions_sharing_one_model_get_their_own_activations(bundled):
+    """The page caches a model for all sessions; hooks of two runs at once must not mix."""
+    import threading
+
+    inputs = [torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    results: dict[int, classify.Prediction] = {}
+
+    def run(i: int) -> None:
+        results[i] = predict(bundled, inputs[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, x in enumerate(inputs):
+        assert len(results[i].activations) == 3 and len(results[i].shapes) == 11
+        torch.testing.assert_close(results[i].activations[0].maps,
+                                   F.conv2d(x[None], bundled.model[0].weight, bundled.model[0].bias, padding=1)[0])
