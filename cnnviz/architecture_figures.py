@@ -83,6 +83,22 @@ def _groups(items: list[Box]) -> list[list[int]]:
     return groups
 
 
+def _group_name(labels: list[str]) -> str:
+    """'conv1_1', 'conv1_2' -> 'conv1_1–2'; module paths 'layer2.0.conv1' ... 'layer2.1.conv2' -> 'layer2'."""
+    if len(labels) == 1:
+        return labels[0]
+    if all("." in label for label in labels):
+        parts = [label.split(".") for label in labels]
+        common = []
+        for pieces in zip(*parts):
+            if len(set(pieces)) > 1:
+                break
+            common.append(pieces[0])
+        if common:
+            return ".".join(common)
+    return f"{labels[0]}–{labels[-1].split('_')[-1]}"
+
+
 def block_diagram(summary: Summary, selected: int | None = None, *, softmax: bool = True,
                   width_px: int = 940) -> go.Figure:
     """The architecture as a row of boxes scaled by the activation shapes (see module doc).
@@ -98,7 +114,7 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
     chan_max = max((b.shape[0] for b in maps), default=1)
     vec_max = max((b.shape[0] for b in vectors), default=1)
 
-    shapes, annotations = [], []
+    shapes, annotations, on_top = [], [], []
     hover_x, hover_y, hover_text, hover_rows = [], [], [], []
     groups = _groups(items)
     x = 0.0
@@ -122,7 +138,11 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
             if box.kind == "input":
                 colours = INPUT_COLOURS if box.shape[0] == 3 else GREY_INPUT
                 line, width = "#64748b", 1
-            shapes += _cuboid(x, y, thick, face, depth, colours, line, width)
+            faces = _cuboid(x, y, thick, face, depth, colours, line, width)
+            if chosen:
+                on_top = faces  # drawn last, so the outline is not hidden by the next box
+            else:
+                shapes += faces
             placed.append((x, thick, face))
             top_extent = max(top_extent, face / 2 + depth * DEPTH_SLANT)
             hover_x.append(x + thick / 2)
@@ -148,7 +168,7 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
         first, last = placed[group[0]], placed[group[-1]]
         centre = (first[0] + last[0] + last[1]) / 2
         box = items[group[0]]
-        name = box.label if len(group) == 1 else f"{items[group[0]].label}–{items[group[-1]].label.split('_')[-1]}"
+        name = _group_name([items[i].label for i in group])
         side = "below"
         if centre - last_at["below"] < room:
             side = "above" if centre - last_at["above"] >= room or last_at["above"] < last_at["below"] else "below"
@@ -159,6 +179,7 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
                             "yanchor": "top" if below else "bottom", "xanchor": "center",
                             "font": {"size": 14, "color": "#111827", "family": FONT}})
 
+    shapes += on_top
     hover = {"type": "scatter", "x": hover_x, "y": hover_y, "mode": "markers",
              "marker": {"size": 22, "color": "rgba(0,0,0,0)", "symbol": "square"},
              "hovertext": hover_text, "hoverinfo": "text", "customdata": hover_rows, "showlegend": False,
@@ -174,7 +195,7 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
     margin = {"l": 4, "r": 4, "t": 44, "b": 4}
     height = (width_px - 8) * (y_range[1] - y_range[0]) / (x_range[1] - x_range[0]) + margin["t"] + margin["b"]
     layout = {
-        "shapes": shapes, "annotations": annotations, "height": int(min(max(height, 260), 640)),
+        "shapes": shapes, "annotations": annotations, "height": int(min(max(height, 260), 480)),
         "margin": margin,
         "xaxis": {"visible": False, "range": x_range, "fixedrange": True, "constrain": "domain"},
         "yaxis": {"visible": False, "range": y_range, "scaleanchor": "x", "scaleratio": 1, "fixedrange": True,

@@ -51,7 +51,12 @@ LECTURE_INPUT = (3, 224, 224)
 
 class SummaryError(ValueError):
     """A model or input that cannot be analysed; the message says why in plain words and,
-    where the input is too small, names the layer where it breaks."""
+    where the input is too small, names the layer where it breaks (`smallest`: the smallest
+    square input side the model accepts, when known)."""
+
+    def __init__(self, message: str, smallest: int | None = None):
+        super().__init__(message)
+        self.smallest = smallest
 
 
 # --------------------------------------------------------------------------- the models
@@ -478,7 +483,7 @@ def _labels(records, vgg_style: bool) -> list[str]:
     block, in_block, main = 1, 0, ""
     for name, module, _, _ in records:
         kind = layer_kind(module)
-        indexed = name.split(".")[-1].isdigit() or name == ""
+        indexed = re.fullmatch(r"(\w+\.)?\d+", name) is not None or name == ""  # features.3, classifier.0
         if not indexed:
             labels.append(name)
             main = name
@@ -535,7 +540,8 @@ def summarize_module(model: nn.Module, in_shape: Sequence[int], *, key: str = "m
         model = copy.deepcopy(model).to("meta")
     records, failure = _trace(model, in_shape)
     if failure is not None:
-        raise SummaryError(_explain(failure, title, in_shape, records, model, vgg_style))
+        message, smallest = _explain(failure, title, in_shape, records, model, vgg_style)
+        raise SummaryError(message, smallest)
     labels = _labels(records, vgg_style)
     rows, seen = [], set()
     for i, ((name, module, shape_in, shape_out), label) in enumerate(zip(records, labels)):
@@ -590,12 +596,14 @@ def summarize_stack(stack, in_shape: Sequence[int], *, built_for: Sequence[int] 
 # --------------------------------------------------------------------------- explaining failures
 
 
-def _explain(failure: _Failure, title: str, in_shape, records, model, vgg_style: bool) -> str:
+def _explain(failure: _Failure, title: str, in_shape, records, model,
+             vgg_style: bool) -> tuple[str, int | None]:
+    """(message, smallest working input side or None)."""
     c, h, w = in_shape
     start = f"{title} cannot take a {h}×{w}×{c} input"
     module = failure.module
     if module is None:
-        return f"{start}: {failure.error}"
+        return f"{start}: {failure.error}", None
     labels = _labels(records + [(failure.name, module, (), ())], vgg_style) if failure.inside else None
     where = (f"layer {len(records) + 1}, {labels[-1]} ({describe(module)}, module '{failure.name}')"
              if failure.inside else None)
@@ -610,16 +618,16 @@ def _explain(failure: _Failure, title: str, in_shape, records, model, vgg_style:
                 f"{_times(k)} window" + (f" even with padding {pad[0]}" if any(pad) else "") + ".")
         if smallest is not None:
             text += f" The smallest input {title} accepts is {smallest}×{smallest}."
-        return text
+        return text, smallest
     if failure.inside and kind == "fc" and shape:
         return (f"{start}: at {where} the fully connected layer expects {module.in_features:,} inputs, "
                 f"but this input size gives it {shape[-1]:,}. A network that flattens its feature maps "
-                f"into a fully connected layer only takes the input size it was built for.")
+                f"into a fully connected layer only takes the input size it was built for."), None
     if failure.inside:
-        return f"{start}: at {where}, whose input is {shape_text(shape or ())}, torch reports: {failure.error}"
+        return f"{start}: at {where}, whose input is {shape_text(shape or ())}, torch reports: {failure.error}", None
     after = labels[-1] if (labels := _labels(records, vgg_style)) else failure.name
     return (f"{start}: after layer {len(records)}, {after} (module '{failure.name}'), torch reports: "
-            f"{failure.error}")
+            f"{failure.error}"), None
 
 
 def smallest_input(model: nn.Module, channels: int, start: int = 1) -> int | None:

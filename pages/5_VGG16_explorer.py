@@ -99,16 +99,21 @@ with st.container(border=True):
 size = state["input"]
 try:
     if state["model"] == "cnn":
-        stack, built_for, cnn_title, _ = trained_model()
+        stack, built_for, cnn_title, trained = trained_model()
         summary = summarize_stack(stack, (built_for[0], size, size), built_for=built_for,
-                                  title=f"The CNN ({cnn_title})")
+                                  title="Your CNN" if trained else "The default small CNN")
     else:
         summary = summarize(state["model"], size)
 except SummaryError as error:
     st.error(f"**No output for this input size.** {error}", icon=":material/block:")
     default = default_input(state)
-    st.button(f"Back to {default}×{default}", on_click=lambda: state.__setitem__("input", default),
-              icon=":material/undo:")
+    buttons = st.columns([1, 1, 3])
+    buttons[0].button(f"Back to {default}×{default}", on_click=state.__setitem__, args=("input", default),
+                      icon=":material/undo:", width="stretch")
+    if error.smallest is not None and error.smallest != default:
+        buttons[1].button(f"Try {error.smallest}×{error.smallest}, the smallest",
+                          on_click=state.__setitem__, args=("input", error.smallest),
+                          icon=":material/zoom_in:", width="stretch")
     state.sync()
     st.stop()
 
@@ -126,7 +131,8 @@ cols[0].metric("Parameters", f"{summary.params:,}", help=f"{approx(summary.param
 cols[1].metric("Multiply-adds", f"{summary.macs:,}",
                help="Bias counted as one multiply-add per output, as in the lecture's formula "
                     f"(without: {summary.macs_without_bias:,}).")
-cols[2].metric("FLOPs (2 × multiply-adds)", approx(summary.flops), help=f"{summary.flops:,}")
+cols[2].metric("FLOPs (2 × multiply-adds)", approx(summary.flops) if summary.flops >= 1e9 else f"{summary.flops:,}",
+               help=f"{summary.flops:,}")
 cols[3].metric("Activations of one image", megabytes(summary.activation_bytes),
                help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
 

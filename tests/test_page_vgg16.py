@@ -95,7 +95,12 @@ def test_too_small_input_gets_a_message_naming_the_layer():
     at = run_page(input="20")
     errors = [e.value for e in at.error]
     assert errors and "pool5" in errors[0] and "32×32" in errors[0]
-    at.button[0].click().run()  # "Back to 224×224"
+    next(b for b in at.button if b.label == "Try 32×32, the smallest").click().run()
+    assert not at.error and query(at, "input") == "32"
+    assert metrics(at)["Multiply-adds"] == f"{S.summarize('vgg16', 32).macs:,}"
+    at.number_input(key="vgg.input").set_value(8).run()
+    assert "pool4" in at.error[0].value
+    next(b for b in at.button if b.label == "Back to 224×224").click().run()
     assert not at.error and metrics(at)["Parameters"] == "138,357,544"
 
 

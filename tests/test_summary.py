@@ -310,3 +310,12 @@ def test_charts_show_each_layer_value_and_the_shares():
     share = share_figure(summary)
     conv = next(t for t in share.data if t.name == "convolutions")
     assert list(conv.x) == [summary.share("conv"), summary.share("conv", "macs")]
+
+
+def test_block_diagram_of_resnet_names_its_stages():
+    summary = S.summarize("resnet18", 224)
+    texts = [a.text for a in block_diagram(summary).layout.annotations]
+    for stage, shape in (("layer1", "56×56×64"), ("layer2", "28×28×128"), ("layer3", "14×14×256"),
+                         ("layer4", "7×7×512")):
+        assert any(stage in t and shape in t and "." not in t.split(shape)[-1] for t in texts), stage
+    assert any("1×1×512" in t and "avgpool" in t for t in texts)
