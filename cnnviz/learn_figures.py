@@ -161,8 +161,8 @@ def image_grid_figure(images: torch.Tensor, *, mode: str = "pixels", columns: in
                                 "font": {"size": FONT - 2}})
     if row_labels:
         for r, text in enumerate(row_labels[:m.rows]):
-            annotations.append({"x": 0, "y": r * row_step + h / 2, "text": text, "showarrow": False,
-                                "xref": "paper", "yref": "y", "xanchor": "right", "xshift": -6,
+            annotations.append({"x": -0.5, "y": r * row_step + h / 2, "text": text, "showarrow": False,
+                                "xref": "x", "yref": "y", "xanchor": "right", "xshift": -6,
                                 "font": {"size": FONT}})
     for i in highlight:
         if 0 <= i < len(m.origins):

@@ -1,0 +1,162 @@
+"""The "What models learn" page through Streamlit's AppTest: it shows exactly what the engine
+computes, keeps its state in the URL, and explains missing data instead of failing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from cnnviz import data, learn
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/3_What_models_learn.py"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """An empty data folder, no Debian files and an empty torch cache: what a fresh machine has."""
+    monkeypatch.setenv("CNNVIZ_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+
+
+def run_page(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page(PAGE)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def chart_texts(chart: dict) -> list[str]:
+    return [a["text"] for a in chart["layout"].get("annotations", [])]
+
+
+def query(at: AppTest, key: str):
+    value = at.query_params.get(key)
+    return value[0] if isinstance(value, list) else value
+
+
+def bundled():
+    return (data.load_images("fashion-mnist", "train", source="bundled"),
+            data.load_images("fashion-mnist", "test", source="bundled"))
+
+
+def test_data_browser_shows_the_bundled_subset_by_class():
+    at = run_page()
+    text = text_of(at)
+    assert "Fashion-MNIST: 6,000 training and 1,000 test images" in [s.value for s in at.subheader]
+    assert "Loaded from: **bundled subset**" in text
+    m = metrics(at)
+    assert m["Image size"] == "28×28×1" and m["Numbers per image"] == "784" and m["Classes"] == "10"
+    grid = charts(at)[0]
+    assert chart_texts(grid) == data.FASHION_CLASSES  # one row per class, labelled
+    assert "600 T-shirt/top" in text
+    table = at.dataframe[0].value
+    assert table["flattened length"].tolist() == [784, 784, 3072]
+    assert table["image"].tolist() == ["28×28×1", "28×28×1", "32×32×3"]
+
+
+def test_linear_view_shows_the_engines_templates_and_scores():
+    at = run_page(view="linear", lin_ep="3", img="7")
+    train, test = bundled()
+    expected = learn.train_linear(train, test, epochs=3, seed=0)
+    assert metrics(at)["Test accuracy"] == f"{expected.test_accuracy:.1%}"
+    assert metrics(at)["Parameters"] == "7,850"
+    templates = charts(at)[0]
+    assert chart_texts(templates) == data.FASHION_CLASSES
+    match = learn.template_match(expected, test.images[7])
+    p = match.predicted
+    assert (f"The **{data.FASHION_CLASSES[p]}** template matches best: score = wᵀx + b = "
+            f"{float(match.dots[p]):.2f} + ({float(match.bias[p]):.2f}) = **{float(match.scores[p]):.2f}**") \
+        in text_of(at)
+    bars = charts(at)[1]["data"][0]
+    assert bars["x"] == pytest.approx(match.scores.tolist(), abs=1e-4)
+
+
+def test_picking_images_updates_the_scores_and_the_url():
+    at = run_page(view="linear", lin_ep="2")
+    at.selectbox(key="learn.of_class").select("Bag").run()
+    assert not at.exception
+    index = int(query(at, "img"))
+    _, test = bundled()
+    assert data.FASHION_CLASSES[int(test.labels[index])] == "Bag"
+    assert at.get("imgs")[0].proto.imgs[0].caption == f"Test image {index}: Bag (28×28×1)"
+    before = index
+    next(b for b in at.button if b.label == "Random test image").click().run()
+    assert not at.exception and int(query(at, "img")) != before
+
+
+def test_mlp_view_draws_k1_templates():
+    at = run_page(view="mlp", k1="8", mlp_ep="2")
+    grid = charts(at)[0]
+    assert chart_texts(grid) == [f"unit {j}" for j in range(1, 9)]
+    assert len(grid["layout"]["shapes"]) == 5  # the most active units are framed
+    assert metrics(at)["Parameters"] == f"{784 * 8 + 8 + 8 * 10 + 10:,}"
+
+
+def test_cnn_view_filters_maps_and_how_to_get_alexnet():
+    at = run_page(view="cnn", cnn_ep="1", n="1000")
+    filters, maps = charts(at)[:2]
+    assert chart_texts(filters) == [f"filter {j}" for j in range(1, 17)]
+    assert "(28×28)" in maps["layout"]["title"]["text"]
+    info = "\n".join(i.value for i in at.info)
+    assert "IMAGENET1K_V1" in info and "not in the torch cache" in info
+
+
+def test_cnn_view_shows_alexnet_filters_when_cached(tmp_path):
+    path = learn.alexnet_weights_file()
+    path.parent.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.randn(64, 3, 11, 11)}, path)
+    at = run_page(view="cnn", cnn_ep="1", n="1000")
+    titles = [c["layout"].get("title", {}).get("text", "") for c in charts(at)]
+    assert any("AlexNet (ImageNet) first-layer filters" in t for t in titles)
+    assert not at.info
+
+
+def test_side_by_side_compares_three_models():
+    at = run_page(view="compare", n="1000", cnn_ep="1", lin_ep="2", mlp_ep="2", k1="8")
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["Linear classifier", "MLP (one hidden layer)", "Small CNN"]
+    assert table["parameters"].tolist() == [7850, 784 * 8 + 8 + 90, 10586]
+
+
+def test_bad_link_values_are_explained_not_crashed_on():
+    at = run_page(view="bogus", n="5", img="abc")
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "view='bogus'" in warnings and "n='5'" in warnings and "img='abc'" in warnings
+    assert "Fashion-MNIST: 6,000 training and 1,000 test images" in [s.value for s in at.subheader]
+
+
+def test_image_number_beyond_the_test_set_is_clamped():
+    at = run_page(view="linear", lin_ep="1", img="5000")
+    assert any("has 1,000 images; showing image 999" in w.value for w in at.warning)
+
+
+def test_missing_mnist_says_what_to_do_and_offers_the_bundled_data():
+    at = run_page(ds="mnist")
+    error = at.error[0].value
+    assert "MNIST is not available" in error and "MNIST/raw" in error and "download" in error
+    labels = [b.label for b in at.button]
+    assert "Download MNIST now (needs internet)" in labels
+    next(b for b in at.button if b.label == "Use the bundled Fashion-MNIST subset instead").click().run()
+    assert not at.exception and not at.error
+    assert query(at, "src") == "bundled"
