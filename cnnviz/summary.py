@@ -527,17 +527,28 @@ def _check_input(in_shape) -> tuple[int, int, int]:
     return c, h, w
 
 
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """The same structure with every parameter and buffer replaced by a meta tensor of its
+    shape: the weights are never copied (deepcopy's memo hands it the replacements)."""
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(model, memo)
+
+
 def summarize_module(model: nn.Module, in_shape: Sequence[int], *, key: str = "model",
                      title: str | None = None, vgg_style: bool = False) -> Summary:
     """Summarise any torch model for one image of shape (C, H, W).
 
     A model on the meta device is traced as it is (nothing allocated). A model with real
-    weights is copied to the meta device first (its structure, not its weights).
+    weights is traced through a meta copy of its structure (its weights are not copied).
     """
     in_shape = _check_input(in_shape)
     title = title or type(model).__name__
     if any(not p.is_meta for p in model.parameters()) or any(not b.is_meta for b in model.buffers()):
-        model = copy.deepcopy(model).to("meta")
+        model = _meta_copy(model)
     records, failure = _trace(model, in_shape)
     if failure is not None:
         message, smallest = _explain(failure, title, in_shape, records, model, vgg_style)

@@ -147,6 +147,11 @@ st.caption("Each box is one layer's output: its front face is as tall as the fea
 
 with st.container(border=True):
     st.markdown("**The walk-through, from the model's own shapes**")
+    n_in, n_out = math.prod(summary.in_shape), math.prod(summary.out_shape)
+    c, h, w = summary.in_shape
+    st.markdown(f"As one nested function: $f_\\theta: \\mathbb{{R}}^{{{h} \\times {w} \\times {c}}} "
+                f"\\rightarrow \\mathbb{{R}}^{{{n_out}}}$, {n_in:,} numbers in, {n_out:,} class scores out, "
+                f"with θ = all {summary.params:,} weights and biases.")
     steps = [f"{i}. {line}" for i, line in enumerate(walkthrough(summary), start=1)]
     half = math.ceil(len(steps) / 2)
     first, second = st.columns(2)
