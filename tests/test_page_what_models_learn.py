@@ -99,7 +99,7 @@ def test_picking_images_updates_the_scores_and_the_url():
     index = int(query(at, "img"))
     _, test = bundled()
     assert data.FASHION_CLASSES[int(test.labels[index])] == "Bag"
-    assert at.get("imgs")[0].proto.imgs[0].caption == f"Test image {index}: Bag (28×28×1)"
+    assert at.get("image")[0].proto.imgs[0].caption == f"Test image {index}: Bag (28×28×1)"
     before = index
     next(b for b in at.button if b.label == "Random test image").click().run()
     assert not at.exception and int(query(at, "img")) != before
