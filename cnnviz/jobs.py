@@ -232,7 +232,7 @@ class TrainingJob:
                 state="stopped" if result.stopped else "finished", checkpoint=result.checkpoint,
                 history=result.history.copy(), finished_at=time.time(),
                 message=(f"Stopped after {result.epochs_done:.2f} epochs" if result.stopped else
-                         f"Finished {result.epochs_done:g} epochs") +
+                         f"Finished {result.epochs_done:g} epoch{'s' if result.epochs_done != 1 else ''}") +
                         (f": test accuracy {result.test_accuracy:.1%}." if result.test_accuracy is not None else "."))
         except TrainError as error:
             self._update(state="error", message=str(error), finished_at=time.time())

@@ -269,3 +269,21 @@ def test_engine_trains_on_cuda_with_bf16_and_channels_last(small):
     result = trainer.run()
     assert result.device == "cuda" and result.test_accuracy > 0.4
     assert next(result.model.parameters()).device.type == "cpu"
+
+
+def test_cpu_threads_drop_to_one_on_a_busy_machine(monkeypatch):
+    monkeypatch.setattr(train_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(train_module.os, "getloadavg", lambda: (4.5, 1.0, 1.0))
+    assert train_module.cpu_threads() == 1
+    assert train_module.cpu_threads(3) == 3
+    monkeypatch.setattr(train_module.os, "getloadavg", lambda: (0.5, 1.0, 1.0))
+    assert train_module.cpu_threads() == 4
+    assert "threads must be from 1 to 256" in " ".join(TrainConfig(threads=0.5).problems())
+
+
+def test_training_restores_the_thread_count(small):
+    tr, te = small
+    before = torch.get_num_threads()
+    result = train(cpu_config(stack=SMALL_STACK, threads=2), tr, te)
+    assert torch.get_num_threads() == before and result.test_accuracy is not None
