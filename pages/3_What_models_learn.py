@@ -181,7 +181,9 @@ def image_picker(where) -> int:
         st.selectbox("Next image of class", classes, index=None, key="learn.of_class", on_change=of_class,
                      placeholder="choose a class…")
         index = state["img"]
-        st.image(test_set.images[index].permute(1, 2, 0).numpy(), width=220,
+        zoom = max(1, 224 // max(h, w))  # nearest-neighbour: sharp pixels, no JPEG smudge
+        pixels = test_set.images[index].repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+        st.image(pixels.permute(1, 2, 0).numpy(), width=220, output_format="PNG",
                  caption=f"Test image {index}: {classes[int(test_set.labels[index])]} "
                          f"({info.shape[1]}×{info.shape[2]}×{info.shape[0]})")
     return index
