@@ -94,12 +94,12 @@ def download(name: str, root: str) -> None:
             load_images(name, split, source="full", root=root, download=True,
                         progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
     except DataUnavailable as error:
-        bar.empty()
         st.session_state["learn.download_error"] = str(error)
-        return
+        st.rerun()
     bar.empty()
     st.session_state.pop("learn.download_error", None)
     cached_split.clear()
+    st.session_state["learn.downloaded"] = f"{DATASETS[name].title} downloaded to {root}."
     st.rerun()
 
 
@@ -139,12 +139,12 @@ try:
 except DataUnavailable as error:
     st.error(f"**{info.title} is not available.** {error}", icon=":material/cloud_off:")
     left, right = st.columns(2)
-    if not info.has_bundled or state["src"] == "full":
-        left.button(f"Download {info.title} now (needs internet)", icon=":material/download:",
-                    on_click=download, args=(name, root))
     right.button("Use the bundled Fashion-MNIST subset instead", icon=":material/inventory_2:", on_click=use_bundled)
     if st.session_state.get("learn.download_error"):
         st.warning(st.session_state["learn.download_error"], icon=":material/cloud_off:")
+    if (not info.has_bundled or state["src"] == "full") and left.button(
+            f"Download {info.title} now (needs internet)", icon=":material/download:"):
+        download(name, root)
     state.sync()
     st.stop()
 except OSError as error:
@@ -152,6 +152,8 @@ except OSError as error:
     state.sync()
     st.stop()
 
+if st.session_state.get("learn.downloaded"):
+    st.success(st.session_state.pop("learn.downloaded"), icon=":material/download_done:")
 train_set = train_full.take(state["n"], seed=state["seed"])
 if state["n"] > len(train_full):
     st.caption(f"The training split has {len(train_full):,} images; all of them are used.")

@@ -160,3 +160,51 @@ def test_missing_mnist_says_what_to_do_and_offers_the_bundled_data():
     next(b for b in at.button if b.label == "Use the bundled Fashion-MNIST subset instead").click().run()
     assert not at.exception and not at.error
     assert query(at, "src") == "bundled"
+
+
+def test_download_button_fetches_mnist_with_progress(monkeypatch, tmp_path):
+    """The download path end to end, with file:// addresses standing in for MNIST's mirrors."""
+    import torchvision.datasets as tvd
+
+    from test_data import md5, write_idx_folder
+
+    server = tmp_path / "server"
+    written = write_idx_folder(server, gz=True, seed=4)
+    monkeypatch.setattr(tvd.MNIST, "mirrors", [server.as_uri() + "/"])
+    monkeypatch.setattr(tvd.MNIST, "resources", [(f, md5(server / f)) for f, _ in tvd.MNIST.resources])
+    at = run_page(ds="mnist")
+    assert at.error
+    next(b for b in at.button if b.label == "Download MNIST now (needs internet)").click().run()
+    assert not at.exception and not at.error
+    assert any("MNIST downloaded to" in s.value for s in at.success)
+    assert "MNIST: 12 training and 7 test images" in [s.value for s in at.subheader]
+    assert (tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert written["train"][0].shape == (12, 28, 28)
+
+
+def test_download_failure_is_a_message(monkeypatch, tmp_path):
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(tvd.MNIST, "mirrors", [(tmp_path / "offline").as_uri() + "/"])
+    at = run_page(ds="mnist")
+    next(b for b in at.button if b.label == "Download MNIST now (needs internet)").click().run()
+    assert not at.exception
+    assert any("Are you online?" in w.value for w in at.warning)
+
+
+def test_cifar10_colour_templates_and_filters(monkeypatch, tmp_path):
+    """CIFAR-10 (generated files in the real format) gives 32x32x3 templates and 5x5x3 filters."""
+    from test_data import accept_written_cifar, write_cifar
+
+    root = tmp_path / "data"
+    write_cifar(root, per_batch=20)
+    accept_written_cifar(monkeypatch, root)
+    at = run_page(ds="cifar10", view="linear", lin_ep="1")
+    assert metrics(at)["Parameters"] == "30,730"  # W is 10 x 3072, as in the lecture
+    assert chart_texts(charts(at)[0]) == data.CIFAR10_CLASSES
+    assert "Flatten each 32×32×3 image to a vector **x** of 3,072 numbers" in text_of(at)
+    at = run_page(ds="cifar10", view="cnn", cnn_ep="1")
+    assert "(5×5×3)" in charts(at)[0]["layout"]["title"]["text"]
+    # and a Fashion-MNIST page now points to the lecture's CIFAR-10 pictures
+    at = run_page(view="linear", lin_ep="1")
+    assert any("[see them for CIFAR-10](?view=linear&ds=cifar10)" in i.value for i in at.info)
