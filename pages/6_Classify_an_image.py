@@ -2,7 +2,6 @@
 
 import math
 
-import pandas as pd
 import streamlit as st
 
 from cnnviz import classify
@@ -264,7 +263,7 @@ rows = [{"step": i, "layer": row.label, "type": row.kind, "output shape": shape_
         for i, row in enumerate(prediction.shapes, start=1)]
 chain = [shape_text(prediction.input_shape)] + [shape_text(a.shape) for a in layers] + [str(len(classifier.classes))]
 st.caption("Input → every convolution → scores: " + " → ".join(chain))
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(400, 38 + 35 * len(rows)),
+st.dataframe(rows, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(rows)),
              column_config={"numbers": st.column_config.NumberColumn(format="localized"),
                             "parameters": st.column_config.NumberColumn(format="localized")})
 
