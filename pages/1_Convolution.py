@@ -7,7 +7,7 @@ from cnnviz import grids
 from cnnviz.conv import Convolution, ConvError, Geometry, conv_on_image, output_size_formula
 from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random_grid
 from cnnviz.figures import grid_spec
-from ui.convlab import encode_bias, example_value, make_layer
+from ui.convlab import encode_bias, example_value, make_layer, parse_tensors
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
 from ui.show import arithmetic, chart
@@ -46,8 +46,7 @@ state = UrlState("conv", [
 
 
 def current_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (grids.parse_channels(state["x"]), grids.parse_filters(state["w"]),
-            grids.parse_numbers(state["b"], "bias"))
+    return parse_tensors(state["x"], state["w"], state["b"])
 
 
 def store(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, example: str = "custom") -> None:
@@ -66,7 +65,7 @@ def fill_editors() -> None:
         for c, piece in enumerate(bank):
             st.session_state[f"conv.w_text.{f}.{c}"] = grids.format_grid(piece)
         st.session_state[f"conv.b_text.{f}"] = grids.format_number(b[f])
-    st.session_state["conv.edit_error"] = None
+    st.session_state.pop("conv.edit_error", None)
 
 
 # ---- callbacks: every change goes through the tensors, never through half-parsed text ----
@@ -97,7 +96,7 @@ def on_edit() -> None:
     state["x"], state["w"] = grids.encode_channels(new_x), grids.encode_filters(new_w)
     state["b"] = encode_bias(new_b)
     state["ex"], state["step"] = "custom", 0
-    st.session_state["conv.edit_error"] = None
+    st.session_state.pop("conv.edit_error", None)
 
 
 def resize_kernel(w: torch.Tensor, k: int) -> torch.Tensor:
@@ -208,22 +207,23 @@ with st.container(border=True):
 
 with st.expander("Edit the input and the filters", icon=":material/edit:", expanded=state["ex"] == "custom"):
     st.caption("One row per line, numbers separated by spaces or commas. Changes apply when you leave the box.")
-    cols = st.columns(x.shape[0] + 1)
-    for c in range(x.shape[0]):
-        cols[c].text_area(f"Input channel {c + 1}", key=f"conv.x_text.{c}", on_change=on_edit, height=140)
-    with cols[-1]:
-        with st.container(horizontal=True):
-            st.number_input("rows", 2, 10, value=4, key="conv.rand_m")
-            st.number_input("columns", 2, 10, value=4, key="conv.rand_l")
-        st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
+    # Rows of boxes as horizontal containers: one block per row instead of one per column.
+    with st.container(horizontal=True):
+        for c in range(x.shape[0]):
+            st.text_area(f"Input channel {c + 1}", key=f"conv.x_text.{c}", on_change=on_edit, height=140)
+        with st.container():
+            with st.container(horizontal=True):
+                st.number_input("rows", 2, 10, value=4, key="conv.rand_m")
+                st.number_input("columns", 2, 10, value=4, key="conv.rand_l")
+            st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
     for f in range(w.shape[0]):
-        cols = st.columns(w.shape[1] + 2)
-        for c in range(w.shape[1]):
-            cols[c].text_area(f"Filter {f + 1}, slice for channel {c + 1}", key=f"conv.w_text.{f}.{c}",
-                              on_change=on_edit, height=120)
-        cols[-2].text_input(f"Bias of filter {f + 1}", key=f"conv.b_text.{f}", on_change=on_edit)
-        cols[-1].selectbox(f"Preset for filter {f + 1}", FILTER_PRESETS, index=None, key=f"conv.preset.{f}",
-                           on_change=on_preset, args=(f,), placeholder="choose…")
+        with st.container(horizontal=True):
+            for c in range(w.shape[1]):
+                st.text_area(f"Filter {f + 1}, slice for channel {c + 1}", key=f"conv.w_text.{f}.{c}",
+                             on_change=on_edit, height=120)
+            st.text_input(f"Bias of filter {f + 1}", key=f"conv.b_text.{f}", on_change=on_edit)
+            st.selectbox(f"Preset for filter {f + 1}", FILTER_PRESETS, index=None, key=f"conv.preset.{f}",
+                         on_change=on_preset, args=(f,), placeholder="choose…")
     if st.session_state.get("conv.edit_error"):
         st.error(st.session_state["conv.edit_error"], icon=":material/edit:")
 
@@ -298,25 +298,26 @@ if layer is not None:
 st.markdown("---\n### The same filter on a real photo\n\n"
             "A convolution layer applies its filters to every position of a photo at once. "
             "Try a Sobel or Prewitt preset: edges light up.")
-photo = pick_photo(state, "img", "conv")
-if photo is not None:
-    if w.shape[1] not in (1, 3):
-        st.info(f"The filter has {w.shape[1]} slices; a photo has 1 (grey) or 3 (colour) channels. "
-                "Set the channels d to 1 or 3 to apply it.")
+applies = w.shape[1] in (1, 3)  # a photo has 1 (grey) or 3 (colour) channels
+which = st.radio("Filter", [f"Filter {f + 1}" for f in range(w.shape[0])], horizontal=True,
+                 key="conv.photo_filter") if applies and w.shape[0] > 1 else "Filter 1"
+# One pair of columns for the pickers and the pictures under them: fewer blocks to send on every rerun.
+left, right = st.columns(2)
+photo = pick_photo(state, "img", "conv", where=(left, right))
+if photo is not None and not applies:
+    st.info(f"The filter has {w.shape[1]} slices; a photo has 1 (grey) or 3 (colour) channels. "
+            "Set the channels d to 1 or 3 to apply it.")
+elif photo is not None:
+    f = int(which.split()[-1]) - 1
+    try:
+        view = filtered_photo(photo, w[f], float(b[f]), padding=pad, stride=state["s"], dilation=state["dil"],
+                              title=f"Activation map of filter {f + 1} ({{width}}×{{height}})")
+    except ConvError as error:
+        st.error(str(error))
     else:
-        which = st.radio("Filter", [f"Filter {f + 1}" for f in range(w.shape[0])], horizontal=True,
-                         key="conv.photo_filter") if w.shape[0] > 1 else "Filter 1"
-        f = int(which.split()[-1]) - 1
-        try:
-            view = filtered_photo(photo, w[f], float(b[f]), padding=pad, stride=state["s"], dilation=state["dil"],
-                                  title=f"Activation map of filter {f + 1} ({{width}}×{{height}})")
-        except ConvError as error:
-            st.error(str(error))
-        else:
-            left, right = st.columns(2)
-            left.image(view.seen_png, caption=f"{photo.name} as the filter sees it "
-                       f"({'colour' if view.colour else 'grey'}, {view.width}×{view.height})",
-                       width="stretch", output_format="PNG")
-            chart(view.map_spec, where=right)
+        left.image(view.seen_png, caption=f"{photo.name} as the filter sees it "
+                   f"({'colour' if view.colour else 'grey'}, {view.width}×{view.height})",
+                   width="stretch", output_format="PNG")
+        chart(view.map_spec, where=right)
 
 state.sync()

@@ -33,13 +33,22 @@ def example_value(example: str, field: str):
 
 
 @lru_cache(maxsize=256)
+def _parsed(x_text: str, w_text: str, b_text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return grids.parse_channels(x_text), grids.parse_filters(w_text), grids.parse_numbers(b_text, "bias")
+
+
+def parse_tensors(x_text: str, w_text: str, b_text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The page's input, filters and biases from their URL text: fresh copies, the caller may change them."""
+    return tuple(t.clone() for t in _parsed(x_text, w_text, b_text))
+
+
+@lru_cache(maxsize=256)
 def make_layer(x_text: str, w_text: str, b_text: str, padding: int | str, stride: int,
                dilation: int) -> Convolution | ConvError:
     """The layer for the page's state (its URL text is the key), or the ConvError that explains why
     there is none. Shared by reruns and sessions, with its windows and output computed once here:
     don't change its tensors."""
-    x, w = grids.parse_channels(x_text), grids.parse_filters(w_text)
-    b = grids.parse_numbers(b_text, "bias")
+    x, w, b = parse_tensors(x_text, w_text, b_text)
     try:
         layer = Convolution.make(x, w, b, padding=padding, stride=stride, dilation=dilation)
     except ConvError as error:

@@ -21,6 +21,7 @@ from cnnviz.conv import conv_on_image
 from cnnviz.figures import feature_map_spec
 
 PHOTO_SIDE = 256  # big enough to see edges, small enough to convolve on a click
+MAP_LEVELS = 256  # colours in an activation map: a palette PNG, a third of the bytes of exact RGB
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 
 
@@ -45,12 +46,14 @@ def _upload_tensor(file_id: str, side: int, _data: bytes) -> tuple[torch.Tensor,
     return images.to_tensor(loaded.image, side), loaded.notes
 
 
-def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE) -> Photo | None:
-    """A sample (kept in the URL under `param`) or an upload; None (with a message shown) for a bad file."""
+def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE, where=None) -> Photo | None:
+    """A sample (kept in the URL under `param`) or an upload; None (with a message shown) for a bad file.
+
+    where: two containers (left, right) for the sample box and the upload box; None: two new columns."""
     names = list(images.SAMPLES)
     if state[param] not in names:
         state[param] = names[0]
-    left, right = st.columns(2)
+    left, right = st.columns(2) if where is None else where
     left.selectbox("Sample photo", names, key=state.key(param))
     upload = right.file_uploader("…or upload your own", type=UPLOAD_TYPES, key=f"{key}.upload")
     if upload is None:
@@ -58,10 +61,10 @@ def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE) -> Photo | N
     try:
         pixels, notes = _upload_tensor(upload.file_id, side, upload.getvalue())
     except images.ImageError as error:
-        st.error(f"**{upload.name}** can't be used: {error}", icon="🖼️")
+        right.error(f"**{upload.name}** can't be used: {error}", icon="🖼️")
         return None
     for note in notes:
-        st.caption(f"ℹ️ {note}")
+        right.caption(f"ℹ️ {note}")
     return Photo(pixels, upload.name, f"upload:{upload.file_id}:{side}")
 
 
@@ -75,8 +78,11 @@ def photo_picker(state, param: str, key: str, side: int = PHOTO_SIDE) -> tuple[t
 
 
 def png_bytes(pixels: torch.Tensor) -> bytes:
-    """A (1 or 3, H, W) tensor in [0, 1] as PNG bytes (what st.image would encode on every rerun)."""
-    array = pixels.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    """A (1 or 3, H, W) tensor in [0, 1] as PNG bytes (what st.image would encode on every rerun).
+
+    numpy rather than torch for the element-wise work, as in cnnviz.figures._colorize: torch's
+    parallel passes started from Streamlit's fresh script thread cost more than they save."""
+    array = np.rint(np.clip(pixels.detach().cpu().numpy(), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     image = Image.fromarray(np.ascontiguousarray(array[..., 0] if array.shape[2] == 1 else array))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
@@ -107,16 +113,24 @@ class _Unhashed:
         return isinstance(other, _Unhashed)
 
 
+@lru_cache(maxsize=16)
+def _seen(photo_key: str, colour: bool, pixels: _Unhashed) -> tuple[torch.Tensor, bytes]:
+    """The photo as a filter with 3 slices (colour) or 1 slice (grey: the channels' mean) sees it."""
+    pixels = pixels.value
+    seen = pixels if colour else torch.from_numpy(pixels.numpy().mean(0, keepdims=True))
+    return seen, png_bytes(seen)
+
+
 @lru_cache(maxsize=64)
 def _filtered(photo_key: str, weight_key: tuple, bias: float, padding: int | str, stride: int,
               dilation: int, title: str, width_px: int, pixels: _Unhashed, weight: _Unhashed) -> FilteredPhoto:
-    pixels, weight = pixels.value, weight.value
-    seen = pixels if weight.shape[0] == 3 else pixels.mean(0, keepdim=True)
-    bias_t = torch.tensor([bias], dtype=weight.dtype)
-    fmap = conv_on_image(seen, weight, bias_t, padding=padding, stride=stride, dilation=dilation)[0]
+    weight = weight.value.to(torch.float32)  # a picture, not a worked example: float32 is plenty
+    seen, seen_png = _seen(photo_key, weight.shape[0] == 3, pixels)
+    fmap = conv_on_image(seen, weight, torch.tensor([bias], dtype=torch.float32), padding=padding,
+                         stride=stride, dilation=dilation)[0]
     title = title.format(width=fmap.shape[1], height=fmap.shape[0])
-    return FilteredPhoto(png_bytes(seen), seen.shape[0] == 3, seen.shape[2], seen.shape[1],
-                         feature_map_spec(fmap, title, width_px=width_px), fmap.shape[1], fmap.shape[0])
+    spec = feature_map_spec(fmap, title, width_px=width_px, levels=MAP_LEVELS)
+    return FilteredPhoto(seen_png, seen.shape[0] == 3, seen.shape[2], seen.shape[1], spec, fmap.shape[1], fmap.shape[0])
 
 
 def filtered_photo(photo: Photo, weight: torch.Tensor, bias: float, *, padding: int | str = 0, stride: int = 1,
