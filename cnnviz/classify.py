@@ -47,6 +47,7 @@ InvertMode = Literal["auto", "yes", "no"]
 DISPLAY_SIDE = 448  # longest side of the step images sent to the browser
 SMALL_DISPLAY = 224  # tiny network inputs (28x28) are blown up to this, pixel by pixel
 LIGHT_ON_DARK = ("fashion-mnist", "mnist")  # data sets of bright items on a black background
+GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L"}  # Pillow modes without colour
 
 
 class ClassifyError(ValueError):
@@ -383,9 +384,14 @@ def prepare(loaded: LoadedImage | Image.Image, recipe: Recipe, *, invert: Invert
         img, notes, original = loaded, [], f"{loaded.width}×{loaded.height} · {MODE_NAMES.get(loaded.mode, loaded.mode)}"
     if img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
-    steps: list[Step] = []
     orientation_notes = [n for n in notes if "EXIF" in n]
     other_notes = [n for n in notes if "EXIF" not in n]
+    if (recipe.resize is None and recipe.channels == 1 and isinstance(loaded, LoadedImage)
+            and loaded.original_mode in GREY_MODES):
+        # A grey file for a grey network: load_image's RGB copy has R = G = B; take one channel back.
+        img = img.convert("L")
+        other_notes = [n for n in other_notes if not n.startswith("Converted from")]
+    steps: list[Step] = []
     if orientation in _TRANSPOSE_INVERSE and orientation_notes:
         stored = img.transpose(_TRANSPOSE_INVERSE[orientation])
         steps.append(Step("As stored in the file", _display(stored), original, _shape(stored)))

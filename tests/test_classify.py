@@ -436,3 +436,21 @@ def test_sessions_sharing_one_model_get_their_own_activations(bundled):
         assert len(results[i].activations) == 3 and len(results[i].shapes) == 11
         torch.testing.assert_close(results[i].activations[0].maps,
                                    F.conv2d(x[None], bundled.model[0].weight, bundled.model[0].bias, padding=1)[0])
+
+
+def test_a_grey_file_for_a_grey_network_is_not_turned_into_colour_and_back():
+    grey = Image.fromarray(np.arange(40 * 30, dtype=np.uint32).reshape(30, 40).astype(np.uint8))
+    buffer = io.BytesIO()
+    grey.save(buffer, "PNG")
+    loaded = load_image(buffer.getvalue())  # RGB, with the note "Converted from greyscale to RGB"
+    assert loaded.image.mode == "RGB" and any("Converted from" in n for n in loaded.notes)
+    prepared = prepare(loaded, FASHION, invert="no")
+    assert [s.title for s in prepared.steps] == ["Your image", "Padded to a square", "Resized to 28×28",
+                                                 "Scaled to numbers"]
+    assert prepared.steps[0].shape == (1, 30, 40)
+    deep = io.BytesIO()
+    Image.fromarray(np.full((28, 28), 65535, dtype=np.uint16)).save(deep, "PNG")
+    prepared = prepare(load_image(deep.getvalue()), FASHION, invert="no")
+    assert [s.title for s in prepared.steps] == ["Your image", "Decoded to 8-bit grey", "Scaled to numbers"]
+    assert "Scaled 16-bit values" in prepared.steps[1].note and "Converted" not in prepared.steps[1].note
+    torch.testing.assert_close(prepared.tensor, torch.ones(1, 28, 28))

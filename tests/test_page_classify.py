@@ -119,6 +119,9 @@ def test_an_uploaded_photo_is_prepared_step_by_step_and_classified():
     prediction = classify.predict(clf, classify.prepare(images.load_image(encode(photo, "PNG")), clf.recipe).tensor)
     index, p = prediction.top(1)[0]
     assert f"**{clf.classes[index]}** with probability **{p * 100:.1f} %**" in text
+    for fmt, mime in (("WEBP", "image/webp"), ("BMP", "image/bmp"), ("TIFF", "image/tiff"), ("JPEG", "image/jpeg")):
+        upload(at, f"photo.{fmt.lower()}", encode(photo, fmt), mime)
+        assert f"{fmt} · 400×" in text_of(at) and "with probability" in text_of(at) and not at.error, fmt
 
 
 BAD_UPLOADS = {
