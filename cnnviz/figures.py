@@ -22,6 +22,7 @@ HIGHLIGHT = "#f59e0b"  # amber: the filter window, visible on red and blue alike
 PADDING_FILL = "rgba(120,120,120,0.28)"
 EMPTY_CELL = "#eef0f3"
 CELL_PX = 46
+TEXT = "#111827"  # titles drawn as annotations: the app's text colour (.streamlit/config.toml textColor)
 
 
 def _text(grid: torch.Tensor) -> list[list[str]]:
@@ -114,6 +115,61 @@ def grid_spec(grid: torch.Tensor, title: str = "", *,
     if title:
         layout["title"] = {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}}
     return {"data": traces, "layout": layout}
+
+
+def grids_side_by_side(columns: Sequence[Sequence[dict]], notes: Sequence[str | None] | None = None, *,
+                       gap_px: int = 32, vgap_px: int = 10, note_px: int = 30) -> dict:
+    """Several grid_spec figures as ONE plain plotly figure: columns side by side, each a stack of
+    grids top to bottom, with an optional note (plotly text, e.g. "bias b = <b>1</b>") under a column.
+
+    One chart instead of a chart per grid in page columns: a page that redraws its grids on every
+    click sends one element. Each grid keeps its own axes, so its cells stay square and its shapes
+    (window, padding, marked cell) stay on it; its title becomes an annotation above it. Column
+    widths are in proportion to the grids' own pixel widths (plus the gap), so a chart stretched to
+    the page width spreads the columns out as page columns would.
+    """
+    notes = list(notes or [None] * len(columns))
+    if len(notes) != len(columns):
+        raise ValueError(f"{len(columns)} columns but {len(notes)} notes")
+    col_widths = [max(spec["layout"]["width"] for spec in column) + gap_px for column in columns]
+    col_heights = [sum(spec["layout"]["height"] for spec in column) + vgap_px * (len(column) - 1)
+                   + (note_px if note else 0) for column, note in zip(columns, notes)]
+    width, height = sum(col_widths), max(col_heights)
+    data, shapes, annotations = [], [], []
+    layout: dict = {"width": width, "height": height, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                    "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "showlegend": False}
+    n = 0
+    left_px = 0.0
+    for column, note, col_width in zip(columns, notes, col_widths):
+        top_px = 0.0
+        for spec in column:
+            n += 1
+            x_name, y_name = ("x", "y") if n == 1 else (f"x{n}", f"y{n}")
+            sub = spec["layout"]
+            margin = sub["margin"]
+            box_left = left_px + (col_width - sub["width"]) / 2  # centred in its column
+            x_domain = [(box_left + margin["l"]) / width, (box_left + sub["width"] - margin["r"]) / width]
+            y_domain = [1 - (top_px + sub["height"] - margin["b"]) / height, 1 - (top_px + margin["t"]) / height]
+            layout[f"xaxis{'' if n == 1 else n}"] = {**sub["xaxis"], "domain": x_domain, "anchor": y_name}
+            layout[f"yaxis{'' if n == 1 else n}"] = {**sub["yaxis"], "domain": y_domain, "anchor": x_name,
+                                                     "scaleanchor": x_name}
+            data.extend({**trace, "xaxis": x_name, "yaxis": y_name} for trace in spec["data"])
+            shapes.extend({**shape, "xref": x_name, "yref": y_name} for shape in sub.get("shapes", []))
+            title = sub.get("title")
+            if title:
+                annotations.append({"text": f"<b>{title['text']}</b>", "showarrow": False,
+                                    "font": {"color": TEXT, **title.get("font", {"size": 15})},
+                                    "xref": "paper", "yref": "paper",
+                                    "x": (x_domain[0] + x_domain[1]) / 2, "xanchor": "center",
+                                    "y": 1 - (top_px + 4) / height, "yanchor": "top"})
+            top_px += sub["height"] + vgap_px
+        if note:
+            annotations.append({"text": note, "showarrow": False, "font": {"size": 15, "color": TEXT}, "xref": "paper",
+                                "yref": "paper", "x": (left_px + col_width / 2) / width, "xanchor": "center",
+                                "y": 1 - (top_px - vgap_px + 6) / height, "yanchor": "top"})
+        left_px += col_width
+    layout["shapes"], layout["annotations"] = shapes, annotations
+    return {"data": data, "layout": layout}
 
 
 def _colorize(fmap, low: float, high: float, colorscale: list, levels: int | None = None) -> bytes:

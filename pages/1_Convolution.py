@@ -6,7 +6,7 @@ import torch
 from cnnviz import grids
 from cnnviz.conv import Convolution, ConvError, Geometry, conv_on_image, output_size_formula
 from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random_grid
-from cnnviz.figures import grid_spec
+from cnnviz.figures import grid_spec, grids_side_by_side
 from ui.convlab import encode_bias, example_value, make_layer, parse_tensors
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
@@ -250,22 +250,19 @@ def stepper(layer: Convolution) -> None:
     d, filters = layer.x.shape[0], layer.weight.shape[0]
     pad_rows, pad_cols = layer.padded.shape[1:]
     k = layer.geometry.kernel
-    grid_in, grid_w, grid_out = st.columns([pad_cols + 1, k + 2, layer.out_shape[2] + 2])
     padded = any((p.top, p.bottom, p.left, p.right))
-    for c in range(d):
-        chart(grid_spec(layer.padded[c], f"Input channel {c + 1}" + (" (padded)" if padded else ""),
+    inputs = [grid_spec(layer.padded[c], f"Input channel {c + 1}" + (" (padded)" if padded else ""),
                         highlight=(step.rows, step.cols), padding=(p.top, p.bottom, p.left, p.right),
-                        cell_px=cell_px(pad_rows, pad_cols)), key=f"conv.fig.in.{c}", where=grid_in)
-    for c in range(d):
-        chart(grid_spec(step.weights[c], f"Filter {step.filter + 1} · slice {c + 1}", cell_px=40),
-              key=f"conv.fig.w.{c}", where=grid_w)
-    grid_w.markdown(f"bias b = **{grids.format_number(step.bias)}**")
+                        cell_px=cell_px(pad_rows, pad_cols)) for c in range(d)]
+    slices = [grid_spec(step.weights[c], f"Filter {step.filter + 1} · slice {c + 1}", cell_px=40) for c in range(d)]
     filled = layer.filled(step.index)
     bound = float(layer.output.abs().max()) or 1.0
-    for f in range(filters):
-        chart(grid_spec(filled[f], f"Output channel {f + 1}", value_range=(-bound, bound),
-                        marked=(step.row, step.col) if f == step.filter else None,
-                        cell_px=cell_px(*layer.out_shape[1:])), key=f"conv.fig.out.{f}", where=grid_out)
+    outputs = [grid_spec(filled[f], f"Output channel {f + 1}", value_range=(-bound, bound),
+                         marked=(step.row, step.col) if f == step.filter else None,
+                         cell_px=cell_px(*layer.out_shape[1:])) for f in range(filters)]
+    # Input, filter and output grids in ONE chart: one element per step instead of a chart per grid.
+    chart(grids_side_by_side([inputs, slices, outputs], [None, f"bias b = <b>{grids.format_number(step.bias)}</b>", None]),
+          key="conv.fig.step")
 
     where = f"output channel {step.filter + 1}, row {step.row + 1}, column {step.col + 1}"
     lines = [(f"channel {c + 1}" if d > 1 else "products", step.channel_arithmetic(c)) for c in range(d)]
