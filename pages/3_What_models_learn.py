@@ -22,7 +22,7 @@ VIEWS = {
     "cnn": "CNN: first-layer filters",
     "compare": "Side by side",
 }
-SOURCES = {"auto": "full set if on this machine, else bundled",
+SOURCES = {"auto": "full set if here, else bundled",
            "bundled": "bundled subset (6,000 + 1,000)", "full": "full set"}
 CHART = {"displayModeBar": False}
 MAX_TRAIN = 60_000
@@ -66,8 +66,14 @@ def trained(kind: str, train_set: ImageSet, test_set: ImageSet, **settings) -> l
         store.move_to_end(key)
         return store[key]
     bar = st.progress(0.0, text=f"Training the {learn.TITLES[kind].lower()}…")
-    result = learn.train(kind, train_set, test_set, progress=lambda f, text: bar.progress(min(f, 1.0), text=text),
-                         **settings)
+    try:
+        result = learn.train(kind, train_set, test_set,
+                             progress=lambda f, text: bar.progress(min(f, 1.0), text=text), **settings)
+    except (ValueError, RuntimeError) as error:  # impossible settings, or out of memory
+        bar.empty()
+        st.error(f"The {learn.TITLES[kind].lower()} could not be trained: {error}", icon=":material/error:")
+        state.sync()
+        st.stop()
     bar.empty()
     store[key] = result
     while len(store) > STORE_SIZE:
