@@ -182,6 +182,7 @@ def image_picker(where) -> int:
         members = (test_set.labels == wanted).nonzero().flatten()
         later = members[members > state["img"]]
         state["img"] = int((later if len(later) else members)[0])
+        st.session_state["learn.of_class"] = None  # choosing the same class again steps on
 
     with where:
         st.number_input(f"Test image (0–{len(test_set) - 1})", 0, len(test_set) - 1, key=state.key("img"))

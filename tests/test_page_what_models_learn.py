@@ -100,7 +100,11 @@ def test_picking_images_updates_the_scores_and_the_url():
     _, test = bundled()
     assert data.FASHION_CLASSES[int(test.labels[index])] == "Bag"
     assert at.get("image")[0].proto.imgs[0].caption == f"Test image {index}: Bag (28×28×1)"
-    before = index
+    at.selectbox(key="learn.of_class").select("Bag").run()  # again: the next bag
+    later = int(query(at, "img"))
+    assert later > index and data.FASHION_CLASSES[int(test.labels[later])] == "Bag"
+    assert int((test.labels[index + 1:later] == 8).sum()) == 0
+    before = later
     next(b for b in at.button if b.label == "Random test image").click().run()
     assert not at.exception and int(query(at, "img")) != before
 
