@@ -171,7 +171,7 @@ def _to_rgb(images: torch.Tensor) -> torch.Tensor:
     return grey.permute(0, 2, 3, 1).expand(-1, -1, -1, 3)
 
 
-def predictions_spec(report: EpochReport, classes: Sequence[str], scale: int = 3, height_px: int = 190) -> dict:
+def predictions_spec(report: EpochReport, classes: Sequence[str], scale: int = 3, height_px: int = 200) -> dict:
     """A row of test images (one per class), each with its predicted class and probability
     above it (green when right, red when wrong) and its true class below."""
     images = _to_rgb(report.sample_images)
@@ -187,18 +187,18 @@ def predictions_spec(report: EpochReport, classes: Sequence[str], scale: int = 3
         prob = float(report.sample_probabilities[i])
         centre = (i * (w + gap) + w / 2) * scale
         right = pred == true
-        annotations.append({"x": centre, "y": -4, "yanchor": "bottom", "showarrow": False,
-                            "text": f"<b>{classes[pred]}</b><br>{prob:.0%}",
-                            "font": {"size": 12, "color": RIGHT if right else WRONG}})
-        annotations.append({"x": centre, "y": h * scale + 4, "yanchor": "top", "showarrow": False,
-                            "text": f"true: {classes[true]}", "font": {"size": 11, "color": "#4b5563"}})
+        annotations.append({"x": centre, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
+                            "showarrow": False, "text": f"<b>{classes[pred]}</b><br>{prob:.0%}",
+                            "font": {"size": 13, "color": RIGHT if right else WRONG}})
+        annotations.append({"x": centre, "xref": "x", "y": 0, "yref": "paper", "yanchor": "top", "showarrow": False,
+                            "text": f"true: {classes[true]}", "font": {"size": 12, "color": "#4b5563"}})
     width = strip.shape[1]
     data = [{"type": "image", "source": _png_uri(strip), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
              "hoverinfo": "skip"}]
     layout = {
-        "height": height_px, "margin": {"l": 0, "r": 0, "t": 44, "b": 34}, "font": FONT,
-        "xaxis": {"visible": False, "range": [-gap * scale, width + gap * scale]},
-        "yaxis": {"visible": False, "range": [h * scale, 0], "scaleanchor": "x"},
+        "height": height_px, "margin": {"l": 0, "r": 0, "t": 48, "b": 28}, "font": FONT,
+        "xaxis": {"visible": False, "range": [-gap * scale, width + gap * scale], "fixedrange": True},
+        "yaxis": {"visible": False, "range": [h * scale, 0], "scaleanchor": "x", "fixedrange": True},
         "annotations": annotations, "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
     }
     return {"data": data, "layout": layout}
@@ -215,7 +215,13 @@ def _filter_grid(weights: torch.Tensor, columns: int) -> torch.Tensor:
     return grid
 
 
-def filters_spec(weights: torch.Tensor, title: str = "", columns: int | None = None, cell_px: int = 14) -> dict:
+def filter_columns(count: int) -> int:
+    """Columns of the filter grid: about twice as wide as high (8 filters: 4x2, 32: 8x4)."""
+    return max(1, min(count, max(4, math.ceil(math.sqrt(2 * count)))))
+
+
+def filters_spec(weights: torch.Tensor, title: str = "", columns: int | None = None, cell_px: int | None = None,
+                 width_px: int = 420) -> dict:
     """The first conv layer's filters (F, C, k, k) side by side.
 
     One input channel: each filter as a heatmap, blue negative, red positive, white zero, on
@@ -225,10 +231,12 @@ def filters_spec(weights: torch.Tensor, title: str = "", columns: int | None = N
     """
     weights = weights.detach().float().cpu()
     f, c, k, _ = weights.shape
-    columns = columns or min(f, 16)
+    columns = columns or filter_columns(f)
     rows = math.ceil(f / columns)
     width = columns * (k + 1) - 1
     height = rows * (k + 1) - 1
+    if cell_px is None:  # fill about width_px, cells from 6 to 40 pixels
+        cell_px = max(6, min(40, width_px // max(width, 1)))
     if c == 3:
         low = weights.amin(dim=(1, 2, 3), keepdim=True)
         high = weights.amax(dim=(1, 2, 3), keepdim=True)
@@ -247,17 +255,16 @@ def filters_spec(weights: torch.Tensor, title: str = "", columns: int | None = N
         grid = _filter_grid(plane, columns)
         z = [[None if v != v else round(v, 4) for v in row] for row in grid.tolist()]
         data = [{"type": "heatmap", "z": z, "colorscale": DIVERGING, "zmin": -bound, "zmax": bound,
-                 "showscale": True, "colorbar": {"thickness": 10, "len": 0.9, "title": {"text": "weight"}},
+                 "showscale": True, "colorbar": {"thickness": 12, "len": 1, "tickformat": ".2~f",
+                                                 "tickfont": {"size": 11}},
                  "hovertemplate": "weight %{z:.3f}<extra></extra>", "x0": 0, "y0": 0}]
     layout = {
-        "height": max(110, height * cell_px + (46 if title else 16)),
-        "width": None,
-        "margin": {"l": 0, "r": 0, "t": 40 if title else 6, "b": 6}, "font": FONT,
+        "height": max(120, height * cell_px + (52 if title else 12)),
+        "margin": {"l": 0, "r": 0, "t": 46 if title else 6, "b": 6}, "font": FONT,
         "xaxis": {"visible": False, "range": [-0.5, width - 0.5], "constrain": "domain"},
         "yaxis": {"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x", "constrain": "domain"},
         "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
     }
-    del layout["width"]
     if title:
         layout["title"] = {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}}
     return {"data": data, "layout": layout}
