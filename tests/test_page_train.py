@@ -1,0 +1,181 @@
+"""The training page through AppTest: counts of the built stack, impossible stacks explained
+before training, a real (tiny) training that survives reruns and page switches and becomes
+the session's model, and checkpoints downloaded, uploaded back, and refused when crafted."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cnnviz.network import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/4_Train_a_CNN.py"
+TINY = "conv3x4,relu,maxpool2,flatten,fc10"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_page(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page(PAGE)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def errors_of(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def wait_until_done(at: AppTest, timeout: float = 60.0):
+    job = at.session_state["train.job"]
+    assert job.wait(timeout), "training did not finish"
+    return job
+
+
+def test_default_stack_counts_match_torch():
+    at = run_page()
+    model = build_model("conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10", (1, 28, 28))
+    params = sum(p.numel() for p in model.parameters())
+    assert params == 9_098
+    text = text_of(at)
+    assert f"**{params:,} parameters**" in text and "**299,498 multiply-adds**" in text
+    assert "6,000 training and 1,000 test images (bundled subset); 47 steps per epoch" in text  # ceil(6000/128)
+    assert not button(at, "Start training").disabled
+    assert not at.error
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"net": "conv3x8/s8,relu,maxpool2,maxpool2,maxpool2,flatten,fc10"},
+     "Layer 5 maxpool 2x2: its input is 1x1, smaller than the 2x2 window"),
+    ({"net": "conv3x8,relu,flatten,conv3x8,fc10"}, "Layer 4 conv 3x3, 8 filters: it comes after layer 3 flatten"),
+    ({"net": "conv3x8,relu,flatten,fc5"}, "Fashion-MNIST has 10 classes: end the stack with fc10"),
+    ({"net": "conv3x8,rleu,flatten,fc10"}, "Layer 2 'rleu': unknown layer"),
+])
+def test_impossible_stacks_are_explained_and_training_is_disabled(query, expected):
+    at = run_page(**query)
+    assert expected in errors_of(at)
+    assert button(at, "Start training").disabled
+    assert at.text_input(key="train.net").value == query["net"]  # the student's text is kept
+
+
+def test_bad_link_values_fall_back_with_a_note():
+    at = run_page(epochs="lots", lr="7", data="imagenet")
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "epochs='lots' was ignored" in warnings and "lr='7' was ignored" in warnings
+    assert "data='imagenet' was ignored" in warnings
+    assert at.number_input(key="train.epochs").value == 3
+
+
+def test_too_big_for_memory_is_explained_before_training(monkeypatch):
+    import cnnviz.train as train_module
+    monkeypatch.setattr(train_module, "free_memory_bytes", lambda device: 20_000_000)
+    at = run_page(batch="2048")
+    assert "only 20.0 MB free. Use a smaller batch size" in errors_of(at)
+    assert button(at, "Start training").disabled
+
+
+def test_training_survives_reruns_and_page_switches_and_becomes_the_session_model():
+    at = run_page(net=TINY, epochs="2", batch="256")
+    button(at, "Start training").click().run()
+    assert not at.exception
+    job = at.session_state["train.job"]
+    assert job.alive or job.snapshot().done
+    assert button(at, "Start training").disabled or job.snapshot().done
+    at.run()  # a rerun keeps the same job going
+    assert at.session_state["train.job"] is job
+    at.switch_page("pages/1_Convolution.py").run()
+    assert not at.exception
+    at.switch_page(PAGE).run()
+    assert at.session_state["train.job"] is job
+    wait_until_done(at)
+    at.run()
+    assert not at.exception
+    snap = job.snapshot()
+    assert snap.state == "finished" and snap.checkpoint.test_accuracy > 0.4  # chance: 0.1
+    success = "\n".join(s.value for s in at.success)
+    assert f"Finished 2 epochs: test accuracy {snap.checkpoint.test_accuracy:.1%}" in success
+    trained = at.session_state["cnnviz.trained"]
+    assert isinstance(trained, Checkpoint) and trained is snap.checkpoint and trained.stack == TINY
+    assert f"test accuracy **{trained.test_accuracy:.1%}**" in text_of(at)
+    assert len(at.get("download_button")) == 1
+    assert not button(at, "Start training").disabled  # ready for the next run
+
+
+def test_stop_keeps_the_model_trained_so_far():
+    at = run_page(net=TINY, epochs="50", batch="16")
+    button(at, "Start training").click().run()
+    job = at.session_state["train.job"]
+    deadline = time.monotonic() + 30
+    while job.snapshot().progress is None or job.snapshot().progress.step < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    at.run()
+    button(at, "Stop").click().run()
+    wait_until_done(at)
+    at.run()
+    snap = job.snapshot()
+    assert snap.state == "stopped" and snap.checkpoint.metrics["epochs"] < 50
+    assert at.session_state["cnnviz.trained"] is snap.checkpoint
+
+
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="train.upload").set_value((name, data, "application/octet-stream"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_uploaded_checkpoint_becomes_the_session_model_and_crafted_ones_are_refused(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TINY, (1, 28, 28))
+    ckpt = Checkpoint.from_model(model, TINY, (1, 28, 28), [str(k) for k in range(10)], "fashion-mnist",
+                                 {"test_accuracy": 0.5})
+    at = upload(run_page(), "mine.pt", save_checkpoint(ckpt))
+    loaded = at.session_state["cnnviz.trained"]
+    assert loaded.stack == TINY and torch.equal(loaded.state_dict["0.weight"], model[0].weight)
+    assert "Loaded **mine.pt**" in "\n".join(s.value for s in at.success)
+    # the download offers the same model back
+    assert len(at.get("download_button")) == 1
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buffer = io.BytesIO()
+    torch.save({"format": "cnnviz-checkpoint", "version": 1, "metrics": Payload()}, buffer)
+    at = upload(at, "evil.pt", buffer.getvalue())
+    assert "**evil.pt** can't be used: The file was refused because it contains more than weights" in errors_of(at)
+    assert not marker.exists()
+    assert at.session_state["cnnviz.trained"] is loaded  # the good model stays
+
+    at = upload(at, "cut.pt", save_checkpoint(ckpt)[:5000])
+    assert "**cut.pt** can't be used" in errors_of(at) and "cut short" in errors_of(at)
+    assert at.session_state["cnnviz.trained"] is loaded
+    assert load_checkpoint(save_checkpoint(loaded)).stack == TINY
