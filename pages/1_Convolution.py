@@ -196,7 +196,7 @@ with st.container(border=True):
     top[3].number_input("Filters d′", 1, MAX_FILTERS, key="conv.dd", on_change=on_filters,
                         help="Each filter makes one output channel.")
     top[0].segmented_control("Padding p", [*range(MAX_PADDING + 1), "same"], key="conv.pad_pick", required=True,
-                             on_change=on_padding,
+                             on_change=on_padding, wrap=True,
                              help="Rows and columns of zeros added around the input. 'same' keeps the output "
                                   "as large as the input (stride 1).")
     top[1].number_input("Stride s", 1, 4, key=state.key("s"), on_change=go_to, args=(0,))
