@@ -75,7 +75,7 @@ state = UrlState("train", [
     Param("data", "fashion", one_of(*DATA_CHOICES)),
     Param("opt", "adam", one_of("adam", "sgd")),
     Param("lr", DEFAULT_LR["adam"], parse_lr, lambda v: f"{v:g}"),
-    Param("batch", 128, parse_batch),
+    Param("batch", 64, parse_batch),
     Param("epochs", 3, int_in(1, MAX_EPOCHS)),
     Param("flip", False, flag, show_flag),
     Param("shift", 0, int_in(0, 4)),

@@ -64,7 +64,7 @@ def test_default_stack_counts_match_torch():
     assert params == 9_098
     text = text_of(at)
     assert f"**{params:,} parameters**" in text and "**299,498 multiply-adds**" in text
-    assert "6,000 training and 1,000 test images (bundled subset); 47 steps per epoch" in text  # ceil(6000/128)
+    assert "6,000 training and 1,000 test images (bundled subset); 94 steps per epoch" in text  # ceil(6000/64)
     assert not button(at, "Start training").disabled
     assert not at.error
 
@@ -130,13 +130,16 @@ def test_stop_keeps_the_model_trained_so_far():
     at = run_page(net=TINY, epochs="50", batch="16")
     button(at, "Start training").click().run()
     job = at.session_state["train.job"]
-    deadline = time.monotonic() + 30
-    while job.snapshot().progress is None or job.snapshot().progress.step < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    at.run()
-    button(at, "Stop").click().run()
-    wait_until_done(at)
+    try:
+        deadline = time.monotonic() + 30
+        while job.snapshot().progress is None or job.snapshot().progress.step < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        at.run()
+        button(at, "Stop").click().run()
+        wait_until_done(at)
+    finally:
+        job.stop()  # never leave 50 epochs running for the next test to queue behind
     at.run()
     snap = job.snapshot()
     assert snap.state == "stopped" and snap.checkpoint.metrics["epochs"] < 50
