@@ -10,13 +10,16 @@ from cnnviz.figures import grid_spec, grids_side_by_side
 from ui.convlab import encode_bias, example_value, make_layer, parse_tensors
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
-from ui.show import arithmetic, chart
+from ui.show import arithmetic, boxes, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.stepper import play_interval, play_toggle, step_controls
 
 MAX_KERNEL, MAX_CHANNELS, MAX_FILTERS, MAX_PADDING = 7, 3, 4, 5
 
 page_setup("1_Convolution.py")
+# True while the whole page runs (each run has its own module globals): the stepper fragment then
+# leaves the URL to the page's own state.sync() at the end, and syncs it only when it reruns alone.
+WHOLE_PAGE_RUN = True
 
 
 def parse_padding(text: str) -> int | str:
@@ -269,7 +272,8 @@ def stepper(layer: Convolution) -> None:
     arithmetic([*lines, ("total", step.total_arithmetic())],
                intro=f"**Computing {where}:** the filter's {k}·{k}·{d} = {k * k * d} weights times the input "
                      "values under them, summed, plus the bias.")
-    state.sync()
+    if not WHOLE_PAGE_RUN:
+        state.sync()
 
 
 if layer is not None:
@@ -278,23 +282,25 @@ if layer is not None:
 
     geometry, counts = layer.geometry, layer.counts
     f_, h_, w_ = layer.out_shape
-    left, right = st.columns(2, border=True)
-    left.markdown(
+    photo_intro = ("---\n### The same filter on a real photo\n\n"
+                   "A convolution layer applies its filters to every position of a photo at once. "
+                   "Try a Sobel or Prewitt preset: edges light up.")
+    boxes(
         "### Output size\n\n"
         "n′ = ⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1 with input size n, padding p, dilation d, "
         "kernel size k and stride s:\n\n"
         f"- height: {output_size_formula(x.shape[1], geometry.kernel, geometry.padding, geometry.stride, geometry.dilation, 'height')}\n"
         f"- width: {output_size_formula(x.shape[2], geometry.kernel, geometry.padding, geometry.stride, geometry.dilation, 'width')}\n\n"
-        f"Input {x.shape[1]}×{x.shape[2]}×{x.shape[0]} → output **{h_}×{w_}×{f_}** (one channel per filter).")
-    right.markdown(
+        f"Input {x.shape[1]}×{x.shape[2]}×{x.shape[0]} → output **{h_}×{w_}×{f_}** (one channel per filter).",
         "### What the layer costs\n\n"
         + "".join(f"- {what}: {formula} = **{value:,}**\n" for what, formula, value in counts.formulas())
         + "\n:small[:gray[The lecture counts the bias as one more multiply-add per output; "
-        "FLOPs are usually quoted as 2 × multiply-adds.]]")
-
-st.markdown("---\n### The same filter on a real photo\n\n"
-            "A convolution layer applies its filters to every position of a photo at once. "
-            "Try a Sobel or Prewitt preset: edges light up.")
+        "FLOPs are usually quoted as 2 × multiply-adds.]]",
+        after=photo_intro)
+else:
+    st.markdown("---\n### The same filter on a real photo\n\n"
+                "A convolution layer applies its filters to every position of a photo at once. "
+                "Try a Sobel or Prewitt preset: edges light up.")
 applies = w.shape[1] in (1, 3)  # a photo has 1 (grey) or 3 (colour) channels
 which = st.radio("Filter", [f"Filter {f + 1}" for f in range(w.shape[0])], horizontal=True,
                  key="conv.photo_filter") if applies and w.shape[0] > 1 else "Filter 1"
@@ -318,3 +324,4 @@ elif photo is not None:
         chart(view.map_spec, where=right)
 
 state.sync()
+WHOLE_PAGE_RUN = False  # what a later rerun of the fragment alone sees
