@@ -182,3 +182,55 @@ def test_uploaded_checkpoint_becomes_the_session_model_and_crafted_ones_are_refu
     assert "**cut.pt** can't be used" in errors_of(at) and "cut short" in errors_of(at)
     assert at.session_state["cnnviz.trained"] is loaded
     assert load_checkpoint(save_checkpoint(loaded)).stack == TINY
+
+
+def test_builder_buttons_edit_the_stack_before_the_head():
+    at = run_page()
+    button(at, "Conv block").click().run()
+    assert at.text_input(key="train.net").value == \
+        "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,conv3x32,relu,flatten,fc10"
+    button(at, "Batch norm").click().run()
+    button(at, "GAP").click().run()
+    assert at.text_input(key="train.net").value == \
+        "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,conv3x32,bn,relu,gap,fc10"
+    button(at, "Remove").click().run()
+    button(at, "Mean pool").click().run()
+    assert at.text_input(key="train.net").value == "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,meanpool2,gap,fc10"
+    # gap over 16 channels, then fc10: 10·(16 + 1) = 170 parameters in the head
+    assert "**1,418 parameters**" in text_of(at)  # 80 + 1,168 + 170
+    assert at.query_params["net"] in (["conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,meanpool2,gap,fc10"],
+                                      "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,meanpool2,gap,fc10")
+
+
+def test_data_set_missing_on_this_server_is_explained():
+    from cnnviz.data import full_present
+    at = run_page(data="cifar10", net="conv3x8,relu,maxpool2,flatten,fc10")
+    if full_present("cifar10") is None:
+        assert "CIFAR-10, the lecture's data set (50,000 + 10,000 colour images) is not on this server" in errors_of(at)
+        assert "cifar-10-python.tar.gz" in errors_of(at)
+        assert button(at, "Start training").disabled
+    # the stack is analysed for CIFAR-10's 32x32x3 images either way: conv 3x3x3, 8 filters
+    assert "**20,714 parameters**" in text_of(at)  # 8·(3·3·3 + 1) + 10·(16·16·8 + 1) = 224 + 20,490
+
+
+def test_a_second_session_waits_in_the_queue_and_sees_its_position():
+    first = run_page(net=TINY, epochs="50", batch="16")
+    second = run_page(net=TINY, epochs="1", batch="256")
+    button(first, "Start training").click().run()
+    job1 = first.session_state["train.job"]
+    try:
+        deadline = time.monotonic() + 30
+        while job1.snapshot().state != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        button(second, "Start training").click().run()
+        job2 = second.session_state["train.job"]
+        assert job2.snapshot().state == "queued" and job2.snapshot().queue_position == 1
+        info = "\n".join(i.value for i in second.info)
+        assert "Waiting for the server's CPU**: position 1 in the queue (next in line)" in info
+        assert "1 training run on CPU, 1 waiting" in text_of(second)
+        button(first, "Stop").click().run()
+        assert job2.wait(60) and job2.snapshot().state == "finished"
+    finally:
+        job1.stop()
+        job1.wait(20)
