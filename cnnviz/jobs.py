@@ -127,7 +127,7 @@ class JobControl(Control):
     def wait_while_paused(self) -> None:
         job = self.job
         job._release_slot()
-        job._update(state="paused", message="Paused; the device is free for others until you resume.")
+        job._update(state="paused", message="the device is free for others until you resume.")
         super().wait_while_paused()
         if self.stop_requested:
             return

@@ -172,10 +172,12 @@ def warm_up() -> None:
     torch's optimizers import torch._dynamo when first made (2-3 s): do that in the background
     while the student builds a network, not when they press Start.
     """
-    gc.collect()
-    gc.freeze()
-    threading.Thread(target=lambda: torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
-                     daemon=True, name="cnnviz-warm-up").start()
+    def work() -> None:
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # imports torch._dynamo
+        gc.collect()
+        gc.freeze()  # after the import: torch._dynamo alone adds some 100,000 objects
+
+    threading.Thread(target=work, daemon=True, name="cnnviz-warm-up").start()
 
 
 warm_up()
@@ -373,14 +375,14 @@ def status_line(snap) -> None:
             ahead = position - 1
             order = "next in line" if not ahead else f"{ahead} waiting run{'s' if ahead != 1 else ''} go first"
             st.info(f"**Waiting for {where}**: position {position} in the queue ({order}). One training runs "
-                    f"at a time, so that runs never fight over {where}'s memory; yours starts on its own.",
+                    f"at a time on {where}, so that runs never fight over it; yours starts on its own.",
                     icon=":material/hourglass_top:")
         else:
             st.info(f"Starting on {snap.device_label}…", icon=":material/hourglass_top:")
     elif snap.state == "error":
         st.error(f"**Training stopped with a problem.** {snap.message}", icon=":material/error:")
     elif snap.state == "paused":
-        st.warning(f"**Paused** on {snap.device_label}. {snap.message}", icon=":material/pause:")
+        st.warning(f"**Paused** on {snap.device_label}: {snap.message}", icon=":material/pause:")
     elif snap.state in ("finished", "stopped"):
         st.success(f"**{snap.message}** ({snap.device_label})", icon=":material/check_circle:")
     if snap.progress is not None:
