@@ -121,13 +121,20 @@ def _seen(photo_key: str, colour: bool, pixels: _Unhashed) -> tuple[torch.Tensor
     return seen, png_bytes(seen)
 
 
+@lru_cache(maxsize=32)
+def _unbiased_map(photo_key: str, weight_key: tuple, padding: int | str, stride: int, dilation: int,
+                  pixels: _Unhashed, weight: _Unhashed) -> torch.Tensor:
+    """The filter's map without its bias: typing a new bias only shifts it, no new convolution."""
+    weight = weight.value.to(torch.float32)  # a picture, not a worked example: float32 is plenty
+    seen, _ = _seen(photo_key, weight.shape[0] == 3, pixels)
+    return conv_on_image(seen, weight, padding=padding, stride=stride, dilation=dilation)[0]
+
+
 @lru_cache(maxsize=64)
 def _filtered(photo_key: str, weight_key: tuple, bias: float, padding: int | str, stride: int,
               dilation: int, title: str, width_px: int, pixels: _Unhashed, weight: _Unhashed) -> FilteredPhoto:
-    weight = weight.value.to(torch.float32)  # a picture, not a worked example: float32 is plenty
-    seen, seen_png = _seen(photo_key, weight.shape[0] == 3, pixels)
-    fmap = conv_on_image(seen, weight, torch.tensor([bias], dtype=torch.float32), padding=padding,
-                         stride=stride, dilation=dilation)[0]
+    seen, seen_png = _seen(photo_key, weight.value.shape[0] == 3, pixels)
+    fmap = _unbiased_map(photo_key, weight_key, padding, stride, dilation, pixels, weight) + bias
     title = title.format(width=fmap.shape[1], height=fmap.shape[0])
     spec = feature_map_spec(fmap, title, width_px=width_px, levels=MAP_LEVELS)
     return FilteredPhoto(seen_png, seen.shape[0] == 3, seen.shape[2], seen.shape[1], spec, fmap.shape[1], fmap.shape[0])
