@@ -240,7 +240,7 @@ class TrainProgress:
 class EpochReport:
     """What the page shows at each epoch's end (all tensors on the CPU)."""
 
-    epoch: int  # 1-based
+    epoch: int  # 1-based; 0: before the first step (untrained, eval_at_start)
     test_loss: float
     test_accuracy: float
     confusion: torch.Tensor  # (K, K) int64, rows = true class, columns = predicted class
@@ -618,7 +618,7 @@ class Trainer:
             eval_seconds.append(time.perf_counter() - t0)
 
         if cfg.eval_at_start:
-            evaluate_now(0.0, None)
+            evaluate_now(0.0, 0)
         model.train()
         segment_start = time.perf_counter()  # start of the current timed stretch of training
         window_start, window_start_seen = segment_start, 0

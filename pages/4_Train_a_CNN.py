@@ -401,16 +401,19 @@ def epoch_view(snap, classes) -> None:
         # No key: the slider's identity includes its options, so each new epoch makes a new
         # slider that shows the newest epoch; between epochs it keeps the student's choice.
         chosen = st.select_slider("Epoch", [r.epoch for r in reports], value=reports[-1].epoch,
-                                  help="Go back to an earlier epoch to see how the filters and mistakes changed.")
+                                  format_func=lambda e: "before training" if e == 0 else f"{e}",
+                                  help="Go back to an earlier epoch, or to the start, to see how the filters and "
+                                       "the mistakes changed.")
         report = next(r for r in reports if r.epoch == chosen)
     else:
         report = reports[0]
-    st.markdown(f"**Test images after epoch {report.epoch}** (test accuracy {report.test_accuracy:.1%}): "
+    when = "before training (random weights)" if report.epoch == 0 else f"after epoch {report.epoch}"
+    st.markdown(f"**Test images {when}** (test accuracy {report.test_accuracy:.1%}): "
                 "the predicted class and its softmax probability above, green when right, red when wrong.")
     chart(predictions_spec(report, classes), key="train.fig.predictions")
     left, right = st.columns([3, 2])
     with left:
-        chart(confusion_spec(report.confusion, classes, title=f"Confusion matrix after epoch {report.epoch}"),
+        chart(confusion_spec(report.confusion, classes, title=f"Confusion matrix {when.split(' (')[0]}"),
               key="train.fig.confusion")
         confused = most_confused(report.confusion, classes)
         if confused:
@@ -419,9 +422,9 @@ def epoch_view(snap, classes) -> None:
         if report.filters is not None:
             k = report.filters.shape[-1]
             chart(filters_spec(report.filters, title=f"First-layer filters ({report.filters.shape[0]} of "
-                                                     f"{k}×{k}), epoch {report.epoch}"), key="train.fig.filters")
-            st.caption("Blue: negative weights, red: positive. With training they turn into edge and blob "
-                       "detectors; compare the epochs with the slider.")
+                                                     f"{k}×{k}), {when.split(' (')[0]}"), key="train.fig.filters")
+            st.caption("Blue: negative weights, red: positive. They start random; with training they turn into "
+                       "edge and blob detectors. Compare the epochs with the slider.")
 
 
 def publish_finished(snap) -> None:

@@ -92,7 +92,7 @@ def test_job_runs_in_the_background_and_finishes_with_a_checkpoint(data):
     assert snap.checkpoint is not None and snap.checkpoint.dataset == "bars"
     assert snap.checkpoint.test_accuracy == snap.history.test_accuracy[-1] > 0.5  # chance: 0.1
     assert "Finished 2 epochs: test accuracy" in snap.message
-    assert [r.epoch for r in snap.reports] == [1, 2]
+    assert [r.epoch for r in snap.reports] == [0, 1, 2]  # 0: before training
     assert snap.progress.phase == "done" and snap.progress.fraction == 1.0
     assert queue.load("cpu") == (0, 0)  # the slot was given back
 

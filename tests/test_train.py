@@ -168,7 +168,9 @@ def test_short_training_on_the_bundled_data_learns(fashion):
     assert steps == sorted(steps) and progress_calls[-1].phase == "done" and steps[-1] == 94  # ceil(3000 / 32)
     assert progress_calls[-1].images_seen == 3000
     assert result.images_per_s > 0
-    [report] = epoch_reports
+    start, report = epoch_reports  # before the first step, and after the epoch
+    assert start.epoch == 0 and start.test_accuracy == result.history.test_accuracy[0]
+    assert not torch.equal(start.filters, report.filters)  # the filters changed with training
     assert report.confusion.sum() == 1000 and report.confusion.diagonal().sum() / 1000 == result.test_accuracy
     assert report.sample_labels.tolist() == list(range(10))  # one test image per class, in class order
     assert report.filters.shape == (8, 1, 3, 3)
@@ -204,7 +206,7 @@ def test_same_seed_same_run_and_sgd_with_augmentation_runs(small):
     assert all(torch.equal(a.checkpoint.state_dict[k], v) for k, v in b.checkpoint.state_dict.items())
     c = train(cpu_config(stack=SMALL_STACK, epochs=2, optimizer="sgd", lr=0.05, flip=True, shift=2,
                          schedule="cosine", seed=5), tr, te)
-    assert c.test_accuracy > 0.3 and len(c.reports) == 2
+    assert c.test_accuracy > 0.3 and [r.epoch for r in c.reports] == [0, 1, 2]
 
 
 def test_pause_and_resume_give_exactly_the_uninterrupted_weights(small):
@@ -240,7 +242,7 @@ def test_stop_keeps_the_model_and_evaluates_it(small):
     assert result.stopped and 5 / 20 <= result.epochs_done < 1
     assert result.history.test_epoch[-1] == result.epochs_done  # a final evaluation at the stop
     assert result.checkpoint.metrics["epochs"] == result.epochs_done
-    assert len(result.reports) == 1 and result.reports[0].epoch == 1
+    assert [r.epoch for r in result.reports] == [0, 1]
 
 
 def test_time_limit_stops_training(small):
