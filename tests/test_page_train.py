@@ -234,3 +234,14 @@ def test_a_second_session_waits_in_the_queue_and_sees_its_position():
     finally:
         job1.stop()
         job1.wait(20)
+
+
+def test_device_selector_explains_a_missing_device():
+    at = run_page(device="cuda")
+    if torch.cuda.is_available():
+        assert "no CUDA device" not in errors_of(at) and not button(at, "Start training").disabled
+    else:
+        assert "There is no CUDA device on this server; available: CPU." in errors_of(at)
+        assert button(at, "Start training").disabled
+    at = run_page(device="cpu")
+    assert "steps per epoch on CPU (" in text_of(at) and not button(at, "Start training").disabled
