@@ -502,10 +502,12 @@ class Trainer:
         except TrainError:
             raise
         except Exception as error:
-            if _is_out_of_memory(error):
-                self._release_memory()
-                raise TrainError(out_of_memory_message(self.config, self.device)) from None
-            raise
+            if not _is_out_of_memory(error):
+                raise
+        # Out of memory. Here, after the except block, the failed step's frames and the device
+        # tensors they held are gone, so the memory really goes back for the next job.
+        self._release_memory()
+        raise TrainError(out_of_memory_message(self.config, self.device))
 
     def _release_memory(self) -> None:
         for name in ("train_x_dev", "train_y_dev", "test_x_dev", "test_y_dev", "model", "optimizer"):
