@@ -26,7 +26,6 @@ from cnnviz.train import (
 from cnnviz.train_figures import (
     confusion_spec,
     curves_spec,
-    duration_text,
     filters_spec,
     most_confused,
     predictions_spec,
@@ -53,7 +52,6 @@ DATA_CHOICES = {
 LEARNING_RATES = [0.0001, 0.0003, 0.001, 0.002, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
 MAX_EPOCHS = 50
-PRESET_NAMES = {name: name for name in STACK_PRESETS}
 
 
 def parse_lr(text: str) -> float:
