@@ -34,11 +34,10 @@ from cnnviz.train_figures import (
 from ui.lessons import ROOT, page_setup
 from ui.show import chart
 from ui.state import Param, UrlState, flag, int_in, one_of, show_flag
+from ui.training import JOB_KEY, TRAINED_KEY, publish_finished_job
 
 page_setup("4_Train_a_CNN.py")
 
-JOB_KEY = "train.job"
-TRAINED_KEY = "cnnviz.trained"  # contract 4: the model the other pages use
 CHART = {"displayModeBar": False}
 LIVE_SECONDS = 0.3
 
@@ -340,7 +339,6 @@ def start_training() -> None:
         return
     st.session_state["train.start_error"] = None
     st.session_state[JOB_KEY] = new_job.start()
-    st.session_state["train.published"] = None
 
 
 st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start_training,
@@ -425,13 +423,6 @@ def epoch_view(snap, classes) -> None:
                        "edge and blob detectors. Compare the epochs with the slider.")
 
 
-def publish_finished(snap) -> None:
-    """Contract 4: the finished model becomes the session's trained model, once per job."""
-    if snap.done and snap.checkpoint is not None and st.session_state.get("train.published") is not snap.checkpoint:
-        st.session_state[TRAINED_KEY] = snap.checkpoint
-        st.session_state["train.published"] = snap.checkpoint
-
-
 @st.fragment(run_every=LIVE_SECONDS if busy else None)
 def live_view() -> None:
     job = current_job()
@@ -444,14 +435,13 @@ def live_view() -> None:
     chart(curves_spec(snap.history, snap.config.epochs, len(classes)), key="train.fig.curves")
     epoch_view(snap, classes)
     if snap.done and busy:
-        publish_finished(snap)
+        publish_finished_job()
         st.rerun(scope="app")  # stop the timer, show the download
 
 
 if job is not None:
     live_view()
-    if snap is not None and snap.done:
-        publish_finished(snap)
+    publish_finished_job()
 else:
     st.caption("Nothing trained yet. The run goes on in the background: other pages and reruns don't stop it.")
 
@@ -494,7 +484,6 @@ with load_col:
             else:
                 st.session_state["train.load_error"] = None
                 st.session_state[TRAINED_KEY] = loaded
-                st.session_state["train.published"] = loaded
                 st.session_state["train.loaded_ident"] = ident
                 st.session_state["train.loaded"] = loaded
                 st.rerun()

@@ -245,3 +245,38 @@ def test_device_selector_explains_a_missing_device():
         assert button(at, "Start training").disabled
     at = run_page(device="cpu")
     assert "steps per epoch on CPU (" in text_of(at) and not button(at, "Start training").disabled
+
+
+def test_a_model_loaded_after_training_is_not_replaced_by_the_finished_run():
+    at = run_page(net=TINY, epochs="1", batch="256")
+    button(at, "Start training").click().run()
+    job = wait_until_done(at)
+    at.run()
+    assert at.session_state["cnnviz.trained"] is job.snapshot().checkpoint
+    torch.manual_seed(1)
+    other = Checkpoint.from_model(build_model(TINY, (1, 28, 28)), TINY, (1, 28, 28), [str(k) for k in range(10)],
+                                  "uploaded", {"test_accuracy": 0.25})
+    at = upload(at, "other.pt", save_checkpoint(other))
+    at.run()
+    at.switch_page("pages/1_Convolution.py").run()
+    at.switch_page(PAGE).run()
+    assert at.session_state["cnnviz.trained"].dataset == "uploaded"
+
+
+def test_any_page_can_publish_a_run_that_ended_while_it_was_open():
+    from types import SimpleNamespace
+
+    torch.manual_seed(2)
+    ckpt = Checkpoint.from_model(build_model(TINY, (1, 28, 28)), TINY, (1, 28, 28), [str(k) for k in range(10)],
+                                 "fashion-mnist")
+    state = SimpleNamespace(done=False, checkpoint=None)
+    at = AppTest.from_string("import streamlit as st\nfrom ui.training import publish_finished_job\n"
+                             "st.write(f'published: {publish_finished_job()}')\n")
+    at.session_state["train.job"] = SimpleNamespace(snapshot=lambda: state)
+    at.run()
+    assert at.markdown[0].value == "published: False" and "cnnviz.trained" not in at.session_state
+    state.done, state.checkpoint = True, ckpt  # the run ends
+    at.run()
+    assert at.markdown[0].value == "published: True" and at.session_state["cnnviz.trained"] is ckpt
+    at.run()
+    assert at.markdown[0].value == "published: False"  # once only
