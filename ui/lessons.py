@@ -11,6 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.training import publish_finished_job
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -70,6 +72,9 @@ def page_setup(page_file: str) -> Lesson:
     """Common page configuration; returns the lesson this page is."""
     lesson = next(lesson for lesson in LESSONS if lesson.page == page_file)
     st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=lesson.icon, layout="wide")
+    # A training run that ended while the student was elsewhere becomes the session's model
+    # on whichever page they are looking at (the explorer and the classify page use it).
+    publish_finished_job()
     sidebar()
     st.title(lesson.title)
     st.caption(f"Lecture: *{lesson.slides}*")
