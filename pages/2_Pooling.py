@@ -7,7 +7,7 @@ from cnnviz import grids
 from cnnviz.charts import head_params_figure
 from cnnviz.conv import Convolution, ConvError, Padding, output_size_formula
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
-from cnnviz.figures import grid_figure
+from cnnviz.figures import grid_spec
 from cnnviz.images import sample_image
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, analyse, format_stack, parse_stack,
                             totals, unit_receptive_field)
@@ -23,7 +23,7 @@ from cnnviz.pooling import (
     unseen_count,
 )
 from ui.lessons import page_setup
-from ui.show import arithmetic
+from ui.show import PlainFigure, arithmetic
 from ui.state import Param, UrlState, int_in, one_of
 from ui.stepper import play_interval, play_toggle, step_controls
 
@@ -48,6 +48,11 @@ DEFAULT_STACK = STACK_PRESETS["Lecture-style: conv, pool, repeat"]
 GROWTH_PX, GROWTH_PER_ROW = 170, 6
 
 page_setup("2_Pooling.py")
+
+
+def grid_figure(*args, **kwargs) -> PlainFigure:
+    """cnnviz.figures.grid_figure's chart as a plain dict: no plotly validation on every rerun."""
+    return PlainFigure(grid_spec(*args, **kwargs))
 
 
 def parse_input(text: str) -> str:
