@@ -578,6 +578,63 @@ def with_mean_pooling(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
     return [dataclasses.replace(s, kind="meanpool") if s.kind == "maxpool" else s for s in specs]
 
 
+# --------------------------------------------------------------------------- editing a stack
+# The builders' buttons (pooling page, training page) grow the feature part of a stack and
+# leave its head alone: everything from the first flatten, gap or fc on.
+
+
+def split_head(specs: Sequence[LayerSpec]) -> tuple[list[LayerSpec], list[LayerSpec]]:
+    """(feature layers, head): the head starts at the first flatten, gap or fc."""
+    specs = list(specs)
+    at = next((i for i, spec in enumerate(specs) if spec.kind in TO_VECTOR_KINDS + ("fc",)), len(specs))
+    return specs[:at], specs[at:]
+
+
+def add_conv_block(specs: Sequence[LayerSpec], max_filters: int = 256, first_filters: int = 8) -> list[LayerSpec]:
+    """A 3x3 conv with twice the channels of the last conv (first_filters if none), then ReLU, before the head."""
+    body, head = split_head(specs)
+    channels = next((spec.out for spec in reversed(body) if spec.kind == "conv"), first_filters // 2)
+    return body + [LayerSpec.conv(3, min(channels * 2, max_filters)), LayerSpec("relu")] + head
+
+
+def add_pooling(specs: Sequence[LayerSpec], kind: str = "maxpool", kernel: int = 2) -> list[LayerSpec]:
+    """A k x k pooling layer with stride k before the head."""
+    body, head = split_head(specs)
+    return body + [LayerSpec(kind, kernel)] + head
+
+
+def add_batchnorm(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """Batch norm right after the last conv, unless it already has one."""
+    body, head = split_head(specs)
+    last_conv = next((i for i in range(len(body) - 1, -1, -1) if body[i].kind == "conv"), None)
+    if last_conv is not None and (last_conv + 1 >= len(body) or body[last_conv + 1].kind != "batchnorm"):
+        body.insert(last_conv + 1, LayerSpec("batchnorm"))
+    return body + head
+
+
+def remove_last_block(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """Drop the last conv or pooling layer before the head, with the activation and batch norm around it."""
+    body, head = split_head(specs)
+    while body and body[-1].kind in ACTIVATION_KINDS + ("batchnorm",):
+        body.pop()
+    if body:
+        body.pop()
+    while body and body[-1].kind == "batchnorm":
+        body.pop()
+    return body + head
+
+
+def with_head(specs: Sequence[LayerSpec], kind: str, classes: int = 10) -> list[LayerSpec]:
+    """The stack ending in flatten or gap, then its fully connected layers (fc<classes> if it had none)."""
+    if kind not in TO_VECTOR_KINDS:
+        raise StackError(f"The head starts with flatten or gap, not {kind!r}.")
+    body, head = split_head(specs)
+    tail = [spec for spec in head if spec.kind not in TO_VECTOR_KINDS]
+    if not any(spec.kind == "fc" for spec in tail):
+        tail.append(LayerSpec.fc(classes))
+    return body + [LayerSpec(kind)] + tail
+
+
 # --------------------------------------------------------------------------- presets
 
 STACK_PRESETS: dict[str, str] = {

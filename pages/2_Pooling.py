@@ -9,8 +9,9 @@ from cnnviz.conv import Convolution, ConvError, Padding, output_size_formula
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
 from cnnviz.figures import grid_spec
 from cnnviz.images import sample_image
-from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, analyse, format_stack, parse_stack,
-                            totals, unit_receptive_field)
+from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_conv_block, add_pooling, analyse,
+                            format_stack, parse_stack, remove_last_block, totals, unit_receptive_field,
+                            with_head)
 from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, lecture_shape,
                                     receptive_field_figure, shapes_figure, spatial_layers)
 from cnnviz.pooling import (
@@ -173,19 +174,13 @@ def on_new_tensor() -> None:
     state["gseed"] = state["gseed"] + 1
 
 
-def _stack_parts() -> tuple[list, list] | None:
-    """The current stack split into its feature part and its head (from flatten/gap on), or None if broken."""
+def _edit_stack(edit, *args) -> None:
+    """Apply one of the builder's edits (cnnviz.network) to the stack in the box, if it parses."""
     try:
         specs = parse_stack(state["net"])
-    except StackError as error:
-        st.session_state["pool.net_error"] = str(error)
-        return None
-    head_at = next((i for i, spec in enumerate(specs) if spec.kind in ("flatten", "gap", "fc")), len(specs))
-    return specs[:head_at], specs[head_at:]
-
-
-def _set_stack(body: list, head: list) -> None:
-    state["net"] = format_stack(body + head)
+    except StackError:
+        return  # the error is on the page already; the text stays for the student to fix
+    state["net"] = format_stack(edit(specs, *args))
     state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
 
 
@@ -193,41 +188,11 @@ def on_stack_edit() -> None:
     state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
 
 
-def on_add_conv() -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        channels = next((spec.out for spec in reversed(body) if spec.kind == "conv"), 8)
-        _set_stack(body + parse_stack(f"conv3x{min(channels * 2, 512)},relu"), head)
-
-
-def on_add_pool() -> None:
-    if (parts := _stack_parts()) is not None:
-        _set_stack(parts[0] + parse_stack("maxpool2"), parts[1])
-
-
-def on_remove_last() -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        while body and body[-1].kind in ("relu", "tanh", "batchnorm"):
-            body.pop()
-        if body:
-            body.pop()
-        while body and body[-1].kind == "batchnorm":
-            body.pop()
-        _set_stack(body, head)
-
-
-def on_head(kind: str) -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        fcs = [spec for spec in head if spec.kind not in ("flatten", "gap")] or parse_stack("fc10")
-        _set_stack(body, parse_stack(kind) + fcs)
-
-
 def on_preset() -> None:
     name = st.session_state["pool.preset"]
     if name in STACK_PRESETS:
-        _set_stack(parse_stack(STACK_PRESETS[name]), [])
+        state["net"] = STACK_PRESETS[name]
+        state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
         state["inp"] = "32" if "32x32x3" in name else "28"
     st.session_state["pool.preset"] = "Presets…"
 
@@ -522,15 +487,18 @@ build_left.text_input("Layers, separated by commas", key=state.key("net"), on_ch
 build_right.selectbox("Input", list(INPUT_SHAPES), key=state.key("inp"),
                       format_func=lambda key: INPUT_SHAPES[key][1])
 actions = st.columns(6)
-actions[0].button("Conv block", icon=":material/add:", on_click=on_add_conv, width="stretch",
+actions[0].button("Conv block", icon=":material/add:", on_click=_edit_stack, args=(add_conv_block, 512),
+                  width="stretch",
                   help="Adds conv 3×3 with twice the channels, then ReLU, before the head.")
-actions[1].button("Max pool", icon=":material/add:", on_click=on_add_pool, width="stretch",
+actions[1].button("Max pool", icon=":material/add:", on_click=_edit_stack, args=(add_pooling,), width="stretch",
                   help="Adds 2×2 max pooling with stride 2 before the head.")
-actions[2].button("Remove last", icon=":material/remove:", on_click=on_remove_last, width="stretch",
+actions[2].button("Remove last", icon=":material/remove:", on_click=_edit_stack, args=(remove_last_block,),
+                  width="stretch",
                   help="Removes the last conv or pooling layer (and its ReLU) before the head.")
-actions[3].button("Flatten head", icon=":material/view_week:", on_click=on_head, args=("flatten",),
+actions[3].button("Flatten head", icon=":material/view_week:", on_click=_edit_stack, args=(with_head, "flatten"),
                   width="stretch")
-actions[4].button("GAP head", icon=":material/blur_on:", on_click=on_head, args=("gap",), width="stretch")
+actions[4].button("GAP head", icon=":material/blur_on:", on_click=_edit_stack, args=(with_head, "gap"),
+                  width="stretch")
 actions[5].selectbox("Preset", ["Presets…", *STACK_PRESETS], key="pool.preset", on_change=on_preset,
                      label_visibility="collapsed")
 

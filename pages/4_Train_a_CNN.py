@@ -11,7 +11,8 @@ import torch
 from cnnviz.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from cnnviz.data import DATASETS, DataUnavailable, full_present, how_to_get, load_images
 from cnnviz.jobs import DEVICE_QUEUE, TrainingJob
-from cnnviz.network import STACK_PRESETS, TOKEN_HELP, StackError, analyse, format_stack, parse_stack, totals
+from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_batchnorm, add_conv_block, add_pooling,
+                            analyse, format_stack, parse_stack, remove_last_block, totals, with_head)
 from cnnviz.network_figures import lecture_shape, shapes_figure
 from cnnviz.train import (
     DEFAULT_LR,
@@ -101,55 +102,17 @@ def on_preset() -> None:
     st.session_state["train.preset"] = "Presets…"
 
 
-def _stack_parts() -> tuple[list, list] | None:
-    """The stack split into its feature part and its head (from flatten/gap/fc on); None if unreadable."""
+def _edit_stack(edit, *args) -> None:
+    """Apply one of the builder's edits (cnnviz.network) to the stack in the box, if it parses."""
     try:
         specs = parse_stack(state["net"])
     except StackError:
-        return None
-    head_at = next((i for i, spec in enumerate(specs) if spec.kind in ("flatten", "gap", "fc")), len(specs))
-    return specs[:head_at], specs[head_at:]
+        return  # the error is on the page already; the text stays for the student to fix
+    state["net"] = format_stack(edit(specs, *args))
 
 
-def on_add_conv() -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        channels = next((spec.out for spec in reversed(body) if spec.kind == "conv"), 4)
-        state["net"] = format_stack(body + parse_stack(f"conv3x{min(channels * 2, 256)},relu") + head)
-
-
-def on_add_bn() -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        last_conv = next((i for i in range(len(body) - 1, -1, -1) if body[i].kind == "conv"), None)
-        if last_conv is not None and (last_conv + 1 >= len(body) or body[last_conv + 1].kind != "batchnorm"):
-            body.insert(last_conv + 1, parse_stack("bn")[0])
-        state["net"] = format_stack(body + head)
-
-
-def on_add_pool(kind: str) -> None:
-    if (parts := _stack_parts()) is not None:
-        state["net"] = format_stack(parts[0] + parse_stack(f"{kind}2") + parts[1])
-
-
-def on_remove_last() -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        while body and body[-1].kind in ("relu", "tanh", "batchnorm"):
-            body.pop()
-        if body:
-            body.pop()
-        while body and body[-1].kind == "batchnorm":
-            body.pop()
-        state["net"] = format_stack(body + head)
-
-
-def on_head(kind: str) -> None:
-    if (parts := _stack_parts()) is not None:
-        body, head = parts
-        classes = len(DATASETS[DATA_CHOICES[state["data"]][0]].classes)
-        fcs = [spec for spec in head if spec.kind == "fc"] or parse_stack(f"fc{classes}")
-        state["net"] = format_stack(body + parse_stack(kind) + fcs)
+def n_classes() -> int:
+    return len(DATASETS[DATA_CHOICES[state["data"]][0]].classes)
 
 
 def on_optimizer() -> None:
@@ -210,19 +173,26 @@ left.text_input("Layers, separated by commas", key=state.key("net"),
 right.selectbox("Preset", ["Presets…", *STACK_PRESETS], key="train.preset", on_change=on_preset,
                 help="The tiny default trains in seconds on a laptop's CPU.")
 actions = st.columns(7)
-actions[0].button("Conv block", icon=":material/add:", on_click=on_add_conv, width="stretch",
+actions[0].button("Conv block", icon=":material/add:", on_click=_edit_stack, args=(add_conv_block, 256, 8),
+                  width="stretch",
                   help="Adds conv 3×3 with twice the channels, then ReLU, before the head.")
-actions[1].button("Batch norm", icon=":material/add:", on_click=on_add_bn, width="stretch",
+actions[1].button("Batch norm", icon=":material/add:", on_click=_edit_stack, args=(add_batchnorm,),
+                  width="stretch",
                   help="Adds batch normalization right after the last convolution.")
-actions[2].button("Max pool", icon=":material/add:", on_click=on_add_pool, args=("maxpool",), width="stretch",
+actions[2].button("Max pool", icon=":material/add:", on_click=_edit_stack, args=(add_pooling, "maxpool"),
+                  width="stretch",
                   help="Adds 2×2 max pooling with stride 2 before the head.")
-actions[3].button("Mean pool", icon=":material/add:", on_click=on_add_pool, args=("meanpool",), width="stretch",
+actions[3].button("Mean pool", icon=":material/add:", on_click=_edit_stack, args=(add_pooling, "meanpool"),
+                  width="stretch",
                   help="Adds 2×2 mean pooling with stride 2 before the head.")
-actions[4].button("Remove", icon=":material/remove:", on_click=on_remove_last, width="stretch",
+actions[4].button("Remove", icon=":material/remove:", on_click=_edit_stack, args=(remove_last_block,),
+                  width="stretch",
                   help="Removes the last conv or pooling layer (and its ReLU / batch norm) before the head.")
-actions[5].button("Flatten", icon=":material/view_week:", on_click=on_head, args=("flatten",),
+actions[5].button("Flatten", icon=":material/view_week:", on_click=_edit_stack,
+                  args=(with_head, "flatten", n_classes()),
                   width="stretch", help="Flatten the last feature maps into one long vector before fc.")
-actions[6].button("GAP", icon=":material/blur_on:", on_click=on_head, args=("gap",), width="stretch",
+actions[6].button("GAP", icon=":material/blur_on:", on_click=_edit_stack,
+                  args=(with_head, "gap", n_classes()), width="stretch",
                   help="Global average pooling: one number per channel before fc.")
 st.selectbox("Data", list(DATA_CHOICES), key=state.key("data"),
              format_func=lambda k: DATA_CHOICES[k][2] + ("" if data_available(k) else " — not on this server"))

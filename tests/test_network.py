@@ -417,3 +417,30 @@ def test_build_model_replaces_activations_and_trains():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+# ----------------------------------------------------------------------------- the builders' edits
+
+def test_edits_grow_the_features_and_keep_the_head():
+    from cnnviz.network import (add_batchnorm, add_conv_block, add_pooling, remove_last_block, split_head,
+                                with_head)
+    specs = parse_stack("conv3x16,relu,maxpool2,flatten,fc128,relu,fc10")
+    body, head = split_head(specs)
+    assert format_stack(body) == "conv3x16,relu,maxpool2" and format_stack(head) == "flatten,fc128,relu,fc10"
+    assert format_stack(add_conv_block(specs)) == "conv3x16,relu,maxpool2,conv3x32,relu,flatten,fc128,relu,fc10"
+    assert format_stack(add_conv_block(parse_stack("gap,fc10"), first_filters=8)) == "conv3x8,relu,gap,fc10"
+    assert format_stack(add_conv_block(parse_stack("conv3x200,gap,fc10"), max_filters=256)).startswith(
+        "conv3x200,conv3x256,relu")
+    assert format_stack(add_pooling(specs, "meanpool")) == "conv3x16,relu,maxpool2,meanpool2,flatten,fc128,relu,fc10"
+    assert format_stack(add_batchnorm(specs)) == "conv3x16,bn,relu,maxpool2,flatten,fc128,relu,fc10"
+    assert add_batchnorm(add_batchnorm(specs)) == add_batchnorm(specs)  # only once
+    assert format_stack(remove_last_block(specs)) == "conv3x16,relu,flatten,fc128,relu,fc10"
+    assert format_stack(remove_last_block(parse_stack("conv3x16,bn,relu,flatten,fc10"))) == "flatten,fc10"
+    assert format_stack(with_head(specs, "gap")) == "conv3x16,relu,maxpool2,gap,fc128,relu,fc10"
+    assert format_stack(with_head(parse_stack("conv3x8,relu"), "flatten", classes=5)) == "conv3x8,relu,flatten,fc5"
+    with pytest.raises(StackError, match="flatten or gap"):
+        with_head(specs, "fc")
+    # Every edit of a working stack still analyses (here on 28x28x1).
+    for edited in (add_conv_block(specs), add_pooling(specs), add_batchnorm(specs), remove_last_block(specs),
+                   with_head(specs, "gap")):
+        analyse(edited, (1, 28, 28))
