@@ -68,15 +68,6 @@ def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE, where=None) 
     return Photo(pixels, upload.name, f"upload:{upload.file_id}:{side}")
 
 
-def photo_picker(state, param: str, key: str, side: int = PHOTO_SIDE) -> tuple[torch.Tensor | None, str]:
-    """pick_photo as (pixels, name); (None, file name) for a bad upload."""
-    photo = pick_photo(state, param, key, side)
-    if photo is None:
-        upload = st.session_state.get(f"{key}.upload")
-        return None, getattr(upload, "name", "")
-    return photo.pixels, photo.name
-
-
 def png_bytes(pixels: torch.Tensor) -> bytes:
     """A (1 or 3, H, W) tensor in [0, 1] as PNG bytes (what st.image would encode on every rerun).
 
