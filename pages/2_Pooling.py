@@ -1,5 +1,7 @@
 """Pooling lab: max and mean pooling window by window, strided convolution, flattening versus GAP."""
 
+from functools import lru_cache
+
 import streamlit as st
 import torch
 
@@ -197,9 +199,18 @@ def on_preset() -> None:
     st.session_state["pool.preset"] = "Presets…"
 
 
-@st.cache_data(max_entries=1, show_spinner=False)
-def sample_picture():
-    return sample_image("Cat").image
+@lru_cache(maxsize=8)
+def network_picture(in_shape: tuple[int, int, int]):
+    """The sample photo as the network's input (grey for one channel); made once per input shape."""
+    return fit_picture(sample_image("Cat").image, in_shape)
+
+
+@lru_cache(maxsize=32)
+def growth_strip(net: str, in_shape: tuple[int, int, int]) -> list[PlainFigure]:
+    """The receptive-field pictures of a stack, as plain chart dicts: built once per stack and input."""
+    infos = analyse(parse_stack(net), in_shape)
+    return [PlainFigure(figure.to_plotly_json())
+            for figure in growth_figures(infos, network_picture(in_shape), width_px=GROWTH_PX)]
 
 
 # ---- read the state; a link that disagrees with itself is made consistent, never crashed on ----
@@ -531,9 +542,9 @@ else:
 
     st.subheader("What one unit sees")
     maps = [info for info in spatial_layers(infos) if info.kind in ("conv", "maxpool", "meanpool")]
-    picture = fit_picture(sample_picture(), in_shape)
+    picture = network_picture(in_shape)
     if maps:
-        figures = growth_figures(infos, picture, width_px=GROWTH_PX)
+        figures = growth_strip(state["net"], in_shape)
         st.caption("The centre unit of every conv and pooling layer, and the input pixels it depends on "
                    "(orange box): higher layers see larger parts of the image.")
         for start in range(0, len(figures), GROWTH_PER_ROW):
