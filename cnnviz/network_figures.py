@@ -59,7 +59,7 @@ def shapes_figure(infos: Sequence[LayerInfo], height_px: int = 400) -> go.Figure
     data = [
         {"type": "bar", "x": labels, "y": sides, "name": "height m of the maps", "marker": {"color": SIDE_COLOUR},
          "text": texts, "textposition": "outside", "cliponaxis": False, "yaxis": "y", "textfont": {"size": 12},
-         "constraintext": "none",
+         "constraintext": "none", "textangle": -90,  # upright labels never run into their neighbours
          "hovertemplate": "%{x}: %{text}<extra></extra>", "offsetgroup": 1},
         {"type": "scatter", "x": labels, "y": channels, "name": "channels d", "mode": "lines+markers",
          "line": {"color": CHANNEL_COLOUR, "width": 3}, "marker": {"size": 10}, "yaxis": "y2",
@@ -69,7 +69,7 @@ def shapes_figure(infos: Sequence[LayerInfo], height_px: int = 400) -> go.Figure
         "height": height_px, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
         "title": {"text": "Space shrinks, channels grow", "x": 0.5, "xanchor": "center", "font": {"size": 15}},
         "yaxis": {"title": {"text": "height m", "font": {"color": SIDE_COLOUR}}, "rangemode": "tozero",
-                  "range": [0, max(sides) * 1.2]},
+                  "range": [0, max(sides) * 1.6]},
         "yaxis2": {"title": {"text": "channels d", "font": {"color": CHANNEL_COLOUR}}, "overlaying": "y",
                    "side": "right", "rangemode": "tozero", "range": [0, max(channels) * 1.15], "showgrid": False,
                    "tickformat": "d"},
