@@ -221,16 +221,18 @@ def _per_layer(summary: Summary, what: str, title: str, unit: str, selected: int
     fill, line, width = _bar_colours(summary, rows, selected)
     total = sum(values) or 1
     text = [f"{v / total:.1%}" if v / total >= 0.03 else "" for v in values]
+    upright = len(rows) > 8  # narrow bars: upright labels never run into their neighbours
     bars = {"type": "bar", "x": [r.label for r in rows], "y": values, "marker": {"color": fill,
             "line": {"color": line, "width": width}}, "text": text, "textposition": "outside",
             "textfont": {"size": 14}, "constraintext": "none", "cliponaxis": False, "customdata": [r.index for r in rows],
+            "textangle": -90 if upright else 0,
             "hovertemplate": "%{x}: %{y:,} " + unit + "<extra></extra>"}
     heading = f"{title}<br><span style='font-size:14px;color:#374151'>{note}</span>" if note else title
     layout = {
         "title": {"text": heading, "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top", "font": {"size": 17}},
         "height": height_px, "margin": {"l": 10, "r": 10, "t": 78, "b": 10},
         "yaxis": {"title": {"text": unit}, "tickformat": "~s", "rangemode": "tozero",
-                  "range": [0, max(values, default=1) * 1.15], "gridcolor": "#e5e7eb", "tickfont": {"size": 13}},
+                  "range": [0, max(values, default=1) * (1.3 if upright else 1.15)], "gridcolor": "#e5e7eb", "tickfont": {"size": 13}},
         "xaxis": {"tickangle": -60 if len(rows) > 12 else 0, "tickfont": {"size": 12}, "type": "category"},
         "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "showlegend": False, "bargap": 0.25,
     }
