@@ -13,8 +13,11 @@ import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from apptest_helpers import open_page
 from torchvision.models import get_model
 
+from apptest_helpers import open_page
 from cnnviz import classify, images
 from cnnviz.checkpoint import Checkpoint, save_checkpoint
 from cnnviz.classify import PRETRAINED
@@ -25,15 +28,7 @@ PAGE = "pages/6_Classify_an_image.py"
 
 
 def run_page(session: dict | None = None, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.switch_page(PAGE)
-    for key, value in query.items():
-        at.query_params[key] = value
-    for key, value in (session or {}).items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, session=session, timeout=90, **query)
 
 
 def text_of(at: AppTest) -> str:

@@ -1,34 +1,22 @@
 """The convolution page, driven through Streamlit's AppTest: it renders, reacts and keeps its state in the URL."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import button, open_page
 from cnnviz.examples import LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/1_Convolution.py"
 
 
 def run_page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page(PAGE)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, **query)
 
 
 def text_of(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def lecture_output() -> torch.Tensor:

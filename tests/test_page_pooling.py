@@ -1,36 +1,25 @@
 """The pooling page through Streamlit's AppTest: the lecture's numbers, its controls, its URL state."""
 
 import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import button, open_page
 from cnnviz.examples import LECTURE_POOLING_INPUT
 from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack, totals
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/2_Pooling.py"
 
 
 def run_page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page(PAGE)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, **query)
 
 
 def text_of(at: AppTest) -> str:
     progress = [p.proto.text for p in at.get("progress")]
     return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + progress)
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def figures(at: AppTest) -> dict[str, dict]:

@@ -7,16 +7,15 @@ from __future__ import annotations
 import io
 import os
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import button, open_page
 from cnnviz.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cnnviz.network import build_model
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/4_Train_a_CNN.py"
 TINY = "conv3x4,relu,maxpool2,flatten,fc10"
 
@@ -30,13 +29,7 @@ def one_thread():
 
 
 def run_page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page(PAGE)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, **query)
 
 
 def text_of(at: AppTest) -> str:
@@ -45,10 +38,6 @@ def text_of(at: AppTest) -> str:
 
 def errors_of(at: AppTest) -> str:
     return "\n".join(e.value for e in at.error)
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def wait_until_done(at: AppTest, timeout: float = 60.0):

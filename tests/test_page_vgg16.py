@@ -1,28 +1,19 @@
 """The VGG-16 explorer page, driven through Streamlit's AppTest: the lecture's numbers, other
 models and sizes, links, and inputs that cannot work."""
 
-from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import open_page
 from cnnviz import summary as S
 from cnnviz.checkpoint import Checkpoint
 from cnnviz.network import STACK_PRESETS, build_model
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/5_VGG16_explorer.py"
 
 
-def run_page(session=None, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page(PAGE)
-    for key, value in (session or {}).items():
-        at.session_state[key] = value
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def run_page(session: dict | None = None, **query) -> AppTest:
+    return open_page(PAGE, session=session, **query)
 
 
 def text_of(at: AppTest) -> str:

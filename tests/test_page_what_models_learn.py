@@ -4,15 +4,14 @@ computes, keeps its state in the URL, and explains missing data instead of faili
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import open_page
 from cnnviz import data, learn
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/3_What_models_learn.py"
 
 
@@ -25,13 +24,7 @@ def isolated(monkeypatch, tmp_path):
 
 
 def run_page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page(PAGE)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, timeout=120, **query)
 
 
 def text_of(at: AppTest) -> str:
