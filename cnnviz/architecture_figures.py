@@ -16,7 +16,7 @@ import math
 
 import plotly.graph_objects as go
 
-from .summary import Box, Summary, approx, boxes, megabytes, shape_text
+from .summary import Box, Summary, boxes, megabytes, shape_text
 
 # (front, top, side) face colours per kind
 COLOURS = {

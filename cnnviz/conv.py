@@ -281,16 +281,22 @@ class Convolution:
         return filters * height * width
 
     def step(self, index: int) -> ConvStep:
-        filters, height, width = self.out_shape
-        index = max(0, min(index, self.n_steps - 1))
-        f, rest = divmod(index, height * width)
-        row, col = divmod(rest, width)
+        index, f, row, col = step_position(index, self.out_shape)
         rows, cols = self.geometry.window(row, col)
         window = self.padded[:, list(rows)][:, :, list(cols)]
         return ConvStep(index, f, row, col, rows, cols, window, self.weight[f], float(self.bias[f]))
 
     def filled(self, index: int) -> torch.Tensor:
         return filled_until(self.output, index)
+
+
+def step_position(index: int, out_shape: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """(index clamped to the steps, output channel, row, column) of a step: the output is filled
+    channel by channel, each row by row, as the labs step through it."""
+    channels, height, width = out_shape
+    index = max(0, min(index, channels * height * width - 1))
+    channel, rest = divmod(index, height * width)
+    return (index, channel, *divmod(rest, width))
 
 
 def filled_until(output: torch.Tensor, index: int) -> torch.Tensor:

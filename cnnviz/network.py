@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from .conv import ConvCounts, output_size

@@ -10,7 +10,6 @@ import io
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-import torch
 from PIL import Image, ImageOps
 
 from .network import LayerInfo, unit_receptive_field

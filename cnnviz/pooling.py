@@ -12,7 +12,7 @@ from functools import cached_property
 
 import torch
 
-from .conv import ConvError, Geometry, filled_until
+from .conv import ConvError, Geometry, filled_until, step_position
 from .grids import format_number
 
 KINDS = ("max", "mean")
@@ -113,10 +113,7 @@ class Pooling:
         return d * h * w
 
     def step(self, index: int) -> PoolStep:
-        d, height, width = self.out_shape
-        index = max(0, min(index, self.n_steps - 1))
-        channel, rest = divmod(index, height * width)
-        row, col = divmod(rest, width)
+        index, channel, row, col = step_position(index, self.out_shape)
         rows, cols = self.geometry.window(row, col)
         window = self.x[channel][list(rows)][:, list(cols)]
         return PoolStep(index, channel, row, col, rows, cols, window, self.kind)

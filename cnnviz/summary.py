@@ -34,7 +34,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

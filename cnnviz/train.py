@@ -517,7 +517,6 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         cfg, device = self.config, self.device
-        cuda = device.type == "cuda"
         threads_before = torch.get_num_threads()
         if device.type == "cpu":
             self.threads = cpu_threads(cfg.threads)

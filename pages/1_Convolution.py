@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from cnnviz import grids
-from cnnviz.conv import Convolution, ConvError, Geometry, conv_on_image, output_size_formula
+from cnnviz.conv import Convolution, ConvError, Geometry, output_size_formula
 from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random_grid
 from cnnviz.figures import grid_spec, grids_side_by_side
 from ui.convlab import encode_bias, example_value, make_layer, parse_tensors

@@ -7,13 +7,12 @@ import torch
 
 from cnnviz import grids
 from cnnviz.charts import head_params_figure
-from cnnviz.conv import Convolution, ConvError, Padding, output_size_formula
+from cnnviz.conv import Convolution, ConvError, output_size_formula
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
 from cnnviz.figures import grid_spec
 from cnnviz.images import sample_image
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_conv_block, add_pooling, analyse,
-                            format_stack, parse_stack, remove_last_block, totals, unit_receptive_field,
-                            with_head)
+                            parse_stack, remove_last_block, totals, unit_receptive_field, with_head)
 from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, lecture_shape,
                                     receptive_field_figure, shapes_figure, spatial_layers)
 from cnnviz.pooling import (
@@ -27,6 +26,7 @@ from cnnviz.pooling import (
 )
 from ui.lessons import page_setup
 from ui.show import PlainFigure, arithmetic
+from ui.stack import edit_stack
 from ui.state import Param, UrlState, int_in, one_of
 from ui.stepper import play_interval, play_toggle, step_controls
 
@@ -177,13 +177,8 @@ def on_new_tensor() -> None:
 
 
 def _edit_stack(edit, *args) -> None:
-    """Apply one of the builder's edits (cnnviz.network) to the stack in the box, if it parses."""
-    try:
-        specs = parse_stack(state["net"])
-    except StackError:
-        return  # the error is on the page already; the text stays for the student to fix
-    state["net"] = format_stack(edit(specs, *args))
-    state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
+    if edit_stack(state, edit, *args):
+        on_stack_edit()
 
 
 def on_stack_edit() -> None:

@@ -2,7 +2,6 @@
 templates and a CNN's first-layer filters, trained live on the same images."""
 
 from collections import OrderedDict
-from pathlib import Path
 
 import streamlit as st
 import torch

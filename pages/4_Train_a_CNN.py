@@ -12,7 +12,7 @@ from cnnviz.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save
 from cnnviz.data import DATASETS, DataUnavailable, full_present, how_to_get, load_images
 from cnnviz.jobs import DEVICE_QUEUE, TrainingJob
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_batchnorm, add_conv_block, add_pooling,
-                            analyse, format_stack, parse_stack, remove_last_block, totals, with_head)
+                            analyse, parse_stack, remove_last_block, totals, with_head)
 from cnnviz.network_figures import lecture_shape, shapes_figure
 from cnnviz.train import (
     DEFAULT_LR,
@@ -34,6 +34,7 @@ from cnnviz.train_figures import (
 )
 from ui.lessons import ROOT, page_setup
 from ui.show import chart
+from ui.stack import edit_stack
 from ui.state import Param, UrlState, flag, int_in, one_of, show_flag
 from ui.training import JOB_KEY, TRAINED_KEY, publish_finished_job
 
@@ -102,15 +103,6 @@ def on_preset() -> None:
     st.session_state["train.preset"] = "Presets…"
 
 
-def _edit_stack(edit, *args) -> None:
-    """Apply one of the builder's edits (cnnviz.network) to the stack in the box, if it parses."""
-    try:
-        specs = parse_stack(state["net"])
-    except StackError:
-        return  # the error is on the page already; the text stays for the student to fix
-    state["net"] = format_stack(edit(specs, *args))
-
-
 def n_classes() -> int:
     return len(DATASETS[DATA_CHOICES[state["data"]][0]].classes)
 
@@ -173,26 +165,26 @@ left.text_input("Layers, separated by commas", key=state.key("net"),
 right.selectbox("Preset", ["Presets…", *STACK_PRESETS], key="train.preset", on_change=on_preset,
                 help="The tiny default trains in seconds on a laptop's CPU.")
 actions = st.columns(7)
-actions[0].button("Conv block", icon=":material/add:", on_click=_edit_stack, args=(add_conv_block, 256, 8),
+actions[0].button("Conv block", icon=":material/add:", on_click=edit_stack, args=(state, add_conv_block, 256, 8),
                   width="stretch",
                   help="Adds conv 3×3 with twice the channels, then ReLU, before the head.")
-actions[1].button("Batch norm", icon=":material/add:", on_click=_edit_stack, args=(add_batchnorm,),
+actions[1].button("Batch norm", icon=":material/add:", on_click=edit_stack, args=(state, add_batchnorm,),
                   width="stretch",
                   help="Adds batch normalization right after the last convolution.")
-actions[2].button("Max pool", icon=":material/add:", on_click=_edit_stack, args=(add_pooling, "maxpool"),
+actions[2].button("Max pool", icon=":material/add:", on_click=edit_stack, args=(state, add_pooling, "maxpool"),
                   width="stretch",
                   help="Adds 2×2 max pooling with stride 2 before the head.")
-actions[3].button("Mean pool", icon=":material/add:", on_click=_edit_stack, args=(add_pooling, "meanpool"),
+actions[3].button("Mean pool", icon=":material/add:", on_click=edit_stack, args=(state, add_pooling, "meanpool"),
                   width="stretch",
                   help="Adds 2×2 mean pooling with stride 2 before the head.")
-actions[4].button("Remove", icon=":material/remove:", on_click=_edit_stack, args=(remove_last_block,),
+actions[4].button("Remove", icon=":material/remove:", on_click=edit_stack, args=(state, remove_last_block,),
                   width="stretch",
                   help="Removes the last conv or pooling layer (and its ReLU / batch norm) before the head.")
-actions[5].button("Flatten", icon=":material/view_week:", on_click=_edit_stack,
-                  args=(with_head, "flatten", n_classes()),
+actions[5].button("Flatten", icon=":material/view_week:", on_click=edit_stack,
+                  args=(state, with_head, "flatten", n_classes()),
                   width="stretch", help="Flatten the last feature maps into one long vector before fc.")
-actions[6].button("GAP", icon=":material/blur_on:", on_click=_edit_stack,
-                  args=(with_head, "gap", n_classes()), width="stretch",
+actions[6].button("GAP", icon=":material/blur_on:", on_click=edit_stack,
+                  args=(state, with_head, "gap", n_classes()), width="stretch",
                   help="Global average pooling: one number per channel before fc.")
 st.selectbox("Data", list(DATA_CHOICES), key=state.key("data"),
              format_func=lambda k: DATA_CHOICES[k][2] + ("" if data_available(k) else " — not on this server"))

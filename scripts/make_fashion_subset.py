@@ -13,7 +13,6 @@ full set with one reader. Running it twice gives byte-identical files (gzip mtim
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 from pathlib import Path
 

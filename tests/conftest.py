@@ -1,4 +1,4 @@
-"""Shared fixtures: fresh Streamlit servers and a chromium page for browser tests.
+"""Shared fixtures: fresh Streamlit servers and a chromium page for browser tests; one torch thread.
 
     @pytest.mark.browser
     def test_home(app_url, browser_page):
@@ -21,6 +21,7 @@ import os
 from typing import Callable, Mapping, Sequence
 
 import pytest
+import torch
 
 from browser_helpers import (
     CHROMIUM,
@@ -122,3 +123,13 @@ def pytest_runtest_makereport(item, call):
             if log:
                 report.sections.append((f"streamlit server output ({server!r})", log))
     return report
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's training tests: on a busy shared machine two threads
+    mostly wait for each other (modules opt in with pytestmark = usefixtures("one_torch_thread"))."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cnnviz import learn
 from cnnviz.data import ImageSet, load_images

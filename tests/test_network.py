@@ -5,7 +5,6 @@ and every stack that cannot work refused with a message naming the right layer.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
@@ -17,7 +16,6 @@ from cnnviz import network
 from cnnviz.network import (
     PRESET_INPUT_SHAPES,
     STACK_PRESETS,
-    LayerInfo,
     LayerSpec,
     StackError,
     analyse,

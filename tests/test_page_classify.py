@@ -13,8 +13,6 @@ import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from apptest_helpers import open_page
 from torchvision.models import get_model
 
 from apptest_helpers import open_page

@@ -20,12 +20,7 @@ PAGE = "pages/4_Train_a_CNN.py"
 TINY = "conv3x4,relu,maxpool2,flatten,fc10"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_page(**query) -> AppTest:
