@@ -70,6 +70,15 @@ def available_devices() -> list[str]:
     return found
 
 
+def head_problem(infos, n_classes: int, data_name: str = "the data") -> str | None:
+    """Why a stack cannot be trained as a classifier of n_classes (one score per class), or None."""
+    out = infos[-1].out_shape
+    if out == (n_classes,):
+        return None
+    return (f"The stack ends in {shape_text(out)} outputs, but {data_name} has {n_classes} classes: end the stack "
+            f"with fc{n_classes} (or a conv1x{n_classes} and gap) so that there is one score per class.")
+
+
 def pick_device(choice: str = "auto") -> torch.device:
     """'auto' -> cuda, else mps, else cpu; a named device must be available (TrainError if not)."""
     if choice not in DEVICE_CHOICES:
@@ -468,12 +477,9 @@ class Trainer:
             self.infos = analyse(parse_stack(config.stack), self.in_shape)
         except StackError as error:
             raise TrainError(str(error)) from None
-        out = self.infos[-1].out_shape
-        if out != (len(self.classes),):
-            raise TrainError(
-                f"The stack ends in {shape_text(out)} outputs, but the data has {len(self.classes)} classes: "
-                f"end the stack with fc{len(self.classes)} (or a conv1x{len(self.classes)} and gap) so that "
-                f"there is one score per class.")
+        problem = head_problem(self.infos, len(self.classes))
+        if problem:
+            raise TrainError(problem)
         if bool((self.train_y < 0).any() or (self.train_y >= len(self.classes)).any()):
             raise TrainError("Some training labels are not class numbers.")
         self.device = torch.device(device) if device is not None else pick_device(config.device)

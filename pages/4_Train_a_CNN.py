@@ -22,6 +22,7 @@ from cnnviz.train import (
     available_devices,
     check_memory,
     device_label,
+    head_problem,
     pick_device,
 )
 from cnnviz.train_figures import (
@@ -195,12 +196,7 @@ try:
 except StackError as error:
     stack_problem = str(error)
 else:
-    out = infos[-1].out_shape
-    if out != (len(info.classes),):
-        stack_problem = (f"The last layer gives {lecture_shape(out)} output{'s' if math.prod(out) != 1 else ''}, but "
-                         f"{info.title} has {len(info.classes)} classes: end the stack with "
-                         f"fc{len(info.classes)} so there is one score per class (or conv1x{len(info.classes)} "
-                         f"then gap).")
+    stack_problem = head_problem(infos, len(info.classes), info.title)
 
 if infos is None:
     st.error(f"**This stack cannot work.** {stack_problem}", icon=":material/block:")
