@@ -41,6 +41,19 @@ def lecture_shape(shape: Sequence[int]) -> str:
     return f"{shape[0]:,}"
 
 
+def layer_rows(infos: Sequence[LayerInfo], receptive_field: bool = False) -> list[dict]:
+    """The builders' table: one row per layer after the input, m×l×d shapes as in the lecture."""
+    def row(number, name, shape, params, macs, info=None) -> dict:
+        cells = {"#": number, "layer": name, "output m×l×d": lecture_shape(shape), "parameters": params,
+                 "multiply-adds": macs}
+        if receptive_field:
+            cells["receptive field"] = ("1×1" if info is None else "whole input" if info.rf_global
+                                        else f"{info.rf_size}×{info.rf_size}")
+        return cells
+    return [row(0, "input", infos[0].in_shape, 0, 0)] + [
+        row(i.number, i.name, i.out_shape, i.params, i.multiply_adds, i) for i in infos]
+
+
 def spatial_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
     """The layers whose output is still a feature map (conv, pooling and the activations between)."""
     return [info for info in infos if len(info.out_shape) == 3]

@@ -13,7 +13,7 @@ from cnnviz.figures import grid_spec
 from cnnviz.images import sample_image
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_conv_block, add_pooling, analyse,
                             parse_stack, remove_last_block, totals, unit_receptive_field, with_head)
-from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, lecture_shape,
+from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, layer_rows, lecture_shape,
                                     receptive_field_figure, shapes_figure, spatial_layers)
 from cnnviz.pooling import (
     HeadCounts,
@@ -518,12 +518,7 @@ else:
     net_totals = totals(infos)
     table_col, chart_col = st.columns([3, 2])
     with table_col:
-        rows = [{"#": 0, "layer": "input", "output m×l×d": lecture_shape(in_shape), "parameters": 0,
-                 "multiply-adds": 0, "receptive field": "1×1"}]
-        for info in infos:
-            field = f"{info.rf_size}×{info.rf_size}" if not info.rf_global else "whole input"
-            rows.append({"#": info.number, "layer": info.name, "output m×l×d": lecture_shape(info.out_shape),
-                         "parameters": info.params, "multiply-adds": info.multiply_adds, "receptive field": field})
+        rows = layer_rows(infos, receptive_field=True)
         st.dataframe(rows, hide_index=True, width="stretch", height=min(35 * (len(rows) + 1) + 3, 520),
                      column_config={"#": st.column_config.NumberColumn(width=30),
                                     "parameters": st.column_config.NumberColumn(format="localized"),

@@ -13,7 +13,7 @@ from cnnviz.data import DATASETS, DataUnavailable, full_present, how_to_get, loa
 from cnnviz.jobs import DEVICE_QUEUE, TrainingJob
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_batchnorm, add_conv_block, add_pooling,
                             analyse, parse_stack, remove_last_block, totals, with_head)
-from cnnviz.network_figures import lecture_shape, shapes_figure
+from cnnviz.network_figures import layer_rows, lecture_shape, shapes_figure
 from cnnviz.train import (
     DEFAULT_LR,
     DEFAULT_STACK,
@@ -204,9 +204,7 @@ if infos is None:
 else:
     net_totals = totals(infos)
     table_col, chart_col = st.columns([3, 2])
-    rows = [{"#": 0, "layer": "input", "output m×l×d": lecture_shape(in_shape), "parameters": 0, "multiply-adds": 0}]
-    rows += [{"#": i.number, "layer": i.name, "output m×l×d": lecture_shape(i.out_shape), "parameters": i.params,
-              "multiply-adds": i.multiply_adds} for i in infos]
+    rows = layer_rows(infos)
     table_col.dataframe(rows, hide_index=True, width="stretch", height=min(35 * (len(rows) + 1) + 3, 460),
                         column_config={"#": st.column_config.NumberColumn(width=30),
                                        "parameters": st.column_config.NumberColumn(format="localized"),

@@ -67,3 +67,15 @@ def test_fit_picture_makes_the_networks_input():
     assert grey.size == (48, 32) and colour.size == (32, 32)
     r, g, b = grey.split()
     assert r.tobytes() == g.tobytes() == b.tobytes()  # grey for one channel
+
+
+def test_layer_rows_are_the_engines_numbers_in_the_lectures_shapes():
+    from cnnviz.network_figures import layer_rows
+    infos = analyse(parse_stack("conv3x8,relu,maxpool2,gap,fc10"), (1, 28, 28))
+    rows = layer_rows(infos, receptive_field=True)
+    model = build_model("conv3x8,relu,maxpool2,gap,fc10", (1, 28, 28))
+    assert [r["#"] for r in rows] == list(range(6))
+    assert [r["output m×l×d"] for r in rows] == ["28×28×1", "28×28×8", "28×28×8", "14×14×8", "8", "10"]
+    assert sum(r["parameters"] for r in rows) == sum(p.numel() for p in model.parameters())
+    assert [r["receptive field"] for r in rows] == ["1×1", "3×3", "3×3", "4×4", "whole input", "whole input"]
+    assert "receptive field" not in layer_rows(infos)[0]
