@@ -19,11 +19,9 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
 from .classify import SoftmaxBreakdown, number_text
-
-DIVERGING = get_colorscale("RdBu_r")
+from .pictures import DIVERGING, colorize
 BAR = "#1f6feb"  # the theme's blue
 BEST = "#b91c1c"  # the predicted class
 REST = "#9ca3af"  # grey: all other classes together
@@ -109,22 +107,12 @@ def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None) ->
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
-def _colour_table(colorscale) -> tuple[np.ndarray, np.ndarray]:
-    positions = np.array([p for p, _ in colorscale], dtype=np.float64)
-    colours = np.array([unlabel_rgb(c) if c.startswith("rgb") else hex_to_rgb(c) for _, c in colorscale],
-                       dtype=np.float64)
-    return positions, colours
-
-
 def colour_maps(maps: torch.Tensor, colorscale=DIVERGING) -> np.ndarray:
     """(n, h, w) maps -> (n, h, w, 3) uint8, each map scaled to its own ±max|value| (0 is the middle colour)."""
     maps = maps.detach().to(torch.float64).cpu()
     bound = maps.abs().amax(dim=(1, 2), keepdim=True)
     bound = torch.where(bound > 0, bound, torch.ones_like(bound))
-    t = ((maps / bound + 1) / 2).clamp(0, 1).numpy()
-    positions, colours = _colour_table(colorscale)
-    rgb = np.stack([np.interp(t, positions, colours[:, c]) for c in range(3)], axis=-1)
-    return np.round(rgb).astype(np.uint8)
+    return colorize((maps / bound).numpy(), -1.0, 1.0, colorscale)
 
 
 def tile_side(h: int, w: int, min_px: int = TILE_MIN_PX, max_px: int = TILE_MAX_PX) -> tuple[int, int]:

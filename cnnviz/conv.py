@@ -14,7 +14,7 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
-from .grids import format_number
+from .notation import number, term
 
 
 class ConvError(ValueError):
@@ -194,18 +194,13 @@ class ConvStep:
 
     def channel_arithmetic(self, channel: int) -> str:
         """'1·0 + (−1)·0 + … = 1' for one channel's slice of the filter."""
-        terms = [f"{_paren(w)}·{_paren(x)}" for w, x in
+        terms = [f"{term(w)}·{term(x)}" for w, x in
                  zip(self.weights[channel].flatten().tolist(), self.window[channel].flatten().tolist())]
-        return " + ".join(terms) + f" = {format_number(self.channel_sums[channel])}"
+        return " + ".join(terms) + f" = {number(self.channel_sums[channel])}"
 
     def total_arithmetic(self) -> str:
-        sums = " + ".join(_paren(s) for s in self.channel_sums.tolist())
-        return f"{sums} + {_paren(self.bias)} (bias) = {format_number(self.value)}"
-
-
-def _paren(value: float) -> str:
-    text = format_number(value)
-    return f"({text.replace('-', '−')})" if text.startswith("-") else text
+        sums = " + ".join(term(s) for s in self.channel_sums.tolist())
+        return f"{sums} + {term(self.bias)} (bias) = {number(self.value)}"
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,9 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 import torch
-from plotly.colors import get_colorscale
 
-from .grids import format_number
-
-# Explicit stops: figures skip validation, and plotly.js knows no "_r" names.
-DIVERGING = get_colorscale("RdBu_r")
-SEQUENTIAL = get_colorscale("Viridis")
+from . import notation, pictures
+from .pictures import DIVERGING
 HIGHLIGHT = "#f59e0b"  # amber: the filter window, visible on red and blue alike
 PADDING_FILL = "rgba(120,120,120,0.28)"
 EMPTY_CELL = "#eef0f3"
@@ -26,13 +22,11 @@ TEXT = "#111827"  # titles drawn as annotations: the app's text colour (.streaml
 
 
 def _text(grid: torch.Tensor) -> list[list[str]]:
-    return [["" if v != v else format_number(v, 2) for v in row] for row in grid.tolist()]
+    return [["" if v != v else notation.number(v, 2) for v in row] for row in grid.tolist()]
 
 
 def _symmetric_range(grid: torch.Tensor) -> tuple[float, float]:
-    finite = grid[torch.isfinite(grid)]
-    bound = float(finite.abs().max()) if finite.numel() else 1.0
-    bound = bound or 1.0
+    bound = pictures.symmetric_bound(grid.numpy())
     return -bound, bound
 
 
@@ -172,44 +166,6 @@ def grids_side_by_side(columns: Sequence[Sequence[dict]], notes: Sequence[str | 
     return {"data": data, "layout": layout}
 
 
-def _colorize(fmap, low: float, high: float, colorscale: list, levels: int | None = None) -> bytes:
-    """Map values through a plotly colour scale and encode a PNG: 50x smaller than a heatmap's JSON.
-
-    levels (2..256): round each value to one of that many evenly spaced colours of the scale and
-    write a palette PNG: a third of the bytes and quicker to encode, at most half a step
-    (1/(2·(levels − 1)) of the range) from the exact colour. None: exact RGB.
-
-    In numpy, single-threaded: torch would run these element-wise passes in parallel, and a
-    parallel region started from a fresh thread (Streamlit runs every rerun in a new one) costs
-    far more than the work on a busy machine.
-    """
-    import io
-
-    import numpy as np
-    from PIL import Image
-    from plotly.colors import hex_to_rgb, unlabel_rgb
-
-    positions = np.array([p for p, _ in colorscale], dtype=np.float64)
-    colours = np.array([unlabel_rgb(c) if c.startswith("rgb") else hex_to_rgb(c) for _, c in colorscale],
-                       dtype=np.float64)
-    values = np.asarray(fmap.detach().cpu() if isinstance(fmap, torch.Tensor) else fmap, dtype=np.float64)
-    t = np.clip((values - low) / ((high - low) or 1.0), 0, 1).ravel()
-    buffer = io.BytesIO()
-    if levels is not None:
-        if not 2 <= levels <= 256:
-            raise ValueError(f"levels must be between 2 and 256, not {levels}")
-        steps = np.linspace(0, 1, levels)
-        palette = np.rint(np.stack([np.interp(steps, positions, colours[:, i]) for i in range(3)], axis=1))
-        image = Image.fromarray(np.rint(t * (levels - 1)).astype(np.uint8).reshape(fmap.shape), mode="P")
-        image.putpalette(palette.astype(np.uint8).ravel().tolist())
-        image.save(buffer, format="PNG", compress_level=1)
-        return buffer.getvalue()
-    rgb = np.stack([np.interp(t, positions, colours[:, i]) for i in range(3)], axis=1)
-    array = np.rint(rgb).astype(np.uint8).reshape(*fmap.shape, 3)
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def feature_map_figure(fmap: torch.Tensor, title: str = "", width_px: int = 360,
                        colorscale: list = DIVERGING, levels: int | None = None) -> go.Figure:
     """A large 2-D activation map drawn as an image (zero in white), with its colour bar.
@@ -222,20 +178,16 @@ def feature_map_figure(fmap: torch.Tensor, title: str = "", width_px: int = 360,
 def feature_map_spec(fmap: torch.Tensor, title: str = "", width_px: int = 360,
                      colorscale: list = DIVERGING, levels: int | None = None) -> dict:
     """feature_map_figure as a plain plotly dict {"data": [...], "layout": {...}} (see grid_spec)."""
-    import base64
-
-    import numpy as np
-
-    values = fmap.detach().cpu().to(torch.float32).numpy()  # numpy from here on: see _colorize
+    values = fmap.detach().cpu().to(torch.float32).numpy()  # numpy from here on: see cnnviz.pictures
     if colorscale is DIVERGING:
-        finite = np.abs(values[np.isfinite(values)])
-        bound = (float(finite.max()) if finite.size else 1.0) or 1.0
+        bound = pictures.symmetric_bound(values)
         low, high = -bound, bound
     else:
         low, high = float(values.min()), float(values.max())
     rows, cols = values.shape
-    png = base64.b64encode(_colorize(values, low, high, colorscale, levels)).decode()
-    image = {"type": "image", "source": f"data:image/png;base64,{png}", "hoverinfo": "skip"}
+    png = (pictures.palette_png(values, low, high, levels, colorscale) if levels is not None
+           else pictures.png(pictures.colorize(values, low, high, colorscale)))
+    image = {"type": "image", "source": pictures.data_url(png), "hoverinfo": "skip"}
     colorbar = {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "showlegend": False,
                 "marker": {"colorscale": colorscale, "cmin": low, "cmax": high, "color": [low],
                            "showscale": True, "colorbar": {"thickness": 10}}}

@@ -17,43 +17,20 @@ Colouring (`to_rgb`):
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
-# Explicit stops: figures skip validation, and plotly.js knows no "_r" names.
-DIVERGING = get_colorscale("RdBu_r")
+from .pictures import DIVERGING, colorize, data_url, decode_data_url, png
+
 PREDICTED = "#dc2626"  # the winning class
 TRUE = "#16a34a"
 OTHER = "#94a3b8"
 GAP_PX = 2  # white pixels between cells, in image pixels
 FONT = 15
-
-
-def _scale_stops(colorscale: list) -> tuple[np.ndarray, np.ndarray]:
-    positions, colours = [], []
-    for position, colour in colorscale:
-        positions.append(float(position))
-        colours.append(hex_to_rgb(colour) if colour.startswith("#") else unlabel_rgb(colour))
-    return np.array(positions), np.array(colours, dtype=np.float64)
-
-
-_DIVERGING_STOPS = _scale_stops(DIVERGING)
-
-
-def colorize(values: np.ndarray, low: float, high: float, colorscale: list = DIVERGING) -> np.ndarray:
-    """Values (any shape) through a plotly colour scale: uint8 RGB of shape (*values.shape, 3)."""
-    positions, colours = _DIVERGING_STOPS if colorscale is DIVERGING else _scale_stops(colorscale)
-    span = (high - low) or 1.0
-    t = np.clip((np.asarray(values, dtype=np.float64) - low) / span, 0.0, 1.0)
-    rgb = np.stack([np.interp(t, positions, colours[:, k]) for k in range(3)], axis=-1)
-    return np.round(rgb).astype(np.uint8)
 
 
 def to_rgb(images: torch.Tensor, mode: str = "pixels", shared: bool = False) -> np.ndarray:
@@ -116,19 +93,10 @@ def mosaic(cells: np.ndarray, columns: int, gap: int = GAP_PX, upscale: int = 1,
 
 
 def png_data_uri(pixels: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, format="PNG", optimize=False, compress_level=6)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_url(png(pixels))
 
 
-def decode_png(uri: str) -> np.ndarray:
-    """The pixels of a data-URI PNG made by `png_data_uri` (for tests and checks)."""
-    from PIL import Image
-
-    raw = base64.b64decode(uri.split(",", 1)[1])
-    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+decode_png = decode_data_url
 
 
 def image_grid_figure(images: torch.Tensor, *, mode: str = "pixels", columns: int = 10,

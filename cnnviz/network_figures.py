@@ -5,14 +5,13 @@ Pure functions from `cnnviz.network` results (and an input picture) to plotly fi
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
 from PIL import Image, ImageOps
 
 from .network import LayerInfo, unit_receptive_field
+from .pictures import data_url, png
 
 SIDE_COLOUR = "#1f6feb"  # blue: the spatial size
 CHANNEL_COLOUR = "#b45309"  # amber-brown: the channels
@@ -28,9 +27,7 @@ def fit_picture(image: Image.Image, in_shape: Sequence[int]) -> Image.Image:
 
 
 def _png_source(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_url(png(image))
 
 
 def lecture_shape(shape: Sequence[int]) -> str:

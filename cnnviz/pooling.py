@@ -13,7 +13,7 @@ from functools import cached_property
 import torch
 
 from .conv import ConvError, Geometry, filled_until, step_position
-from .grids import format_number
+from .notation import number, term
 
 KINDS = ("max", "mean")
 
@@ -68,12 +68,12 @@ class PoolStep:
         return self.rows[flat // len(self.cols)], self.cols[flat % len(self.cols)]
 
     def explanation(self) -> str:
-        values = [format_number(v) for v in self.window.flatten().tolist()]
+        values = self.window.flatten().tolist()
         if self.kind == "max":
-            return f"max({', '.join(values)}) = {format_number(self.value)}"
-        total = format_number(self.window.sum())
-        terms = " + ".join(f"({v})" if v.startswith("-") else v for v in values)
-        return f"({terms}) / {self.window.numel()} = {total} / {self.window.numel()} = {format_number(self.value)}"
+            return f"max({', '.join(number(v) for v in values)}) = {number(self.value)}"
+        total = number(self.window.sum())
+        terms = " + ".join(term(v) for v in values)
+        return f"({terms}) / {self.window.numel()} = {total} / {self.window.numel()} = {number(self.value)}"
 
 
 @dataclass(frozen=True)
@@ -137,12 +137,12 @@ def gap_formula(x: torch.Tensor, channel: int) -> str:
     _, m, l = x.shape
     values = x[channel].flatten().tolist()
     shown = values if len(values) <= 16 else values[:6]
-    terms = " + ".join(f"({format_number(v)})" if v < 0 else format_number(v) for v in shown)
+    terms = " + ".join(term(v) for v in shown)
     if len(values) > len(shown):
         terms += f" + … ({len(values) - len(shown)} more)"
     total = float(x[channel].sum())
-    return (f"z[{channel + 1}] = 1/({m}·{l}) · ({terms}) = {format_number(total)} / {m * l} "
-            f"= {format_number(total / (m * l))}")
+    return (f"z[{channel + 1}] = 1/({m}·{l}) · ({terms}) = {number(total)} / {m * l} "
+            f"= {number(total / (m * l))}")
 
 
 @dataclass(frozen=True)

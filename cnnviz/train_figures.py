@@ -9,24 +9,19 @@ several times a second, and `ui.show.chart` hands such a dict to the browser as 
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from typing import Sequence
 
 import plotly.graph_objects as go
 import torch
-from plotly.colors import get_colorscale
-from PIL import Image
 
+from .pictures import DIVERGING, SEQUENTIAL, data_url, png
 from .train import EpochReport, History, TrainProgress
 
 TRAIN_COLOUR = "#2563eb"  # blue
 TEST_COLOUR = "#ea580c"  # orange
 RIGHT = "#15803d"
 WRONG = "#dc2626"
-DIVERGING = get_colorscale("RdBu_r")
-BLUES = get_colorscale("Blues")
 FONT = {"size": 14}
 
 
@@ -128,7 +123,7 @@ def confusion_spec(confusion: torch.Tensor, classes: Sequence[str], title: str =
     text = [[str(v) if v else "" for v in row] for row in counts.tolist()]
     data = [{
         "type": "heatmap", "z": share, "x": names, "y": names, "text": text, "texttemplate": "%{text}",
-        "textfont": {"size": 12}, "colorscale": BLUES, "zmin": 0, "zmax": 1, "showscale": False, "xgap": 1, "ygap": 1,
+        "textfont": {"size": 12}, "colorscale": SEQUENTIAL, "zmin": 0, "zmax": 1, "showscale": False, "xgap": 1, "ygap": 1,
         "hovertemplate": "true %{y}, predicted %{x}: %{text} images (%{z:.0%} of the row)<extra></extra>",
     }]
     layout = {
@@ -157,10 +152,7 @@ def most_confused(confusion: torch.Tensor, classes: Sequence[str], top: int = 3)
 
 def _png_uri(array: torch.Tensor) -> str:
     """uint8 (H, W, 3) -> data: URI of a PNG."""
-    image = Image.fromarray(array.contiguous().numpy(), "RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(png(array.contiguous().numpy()))
 
 
 def _to_rgb(images: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ from plotly.colors import sample_colorscale, unlabel_rgb
 
 from cnnviz.conv import Convolution, ConvError
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
-from cnnviz.figures import DIVERGING, HIGHLIGHT, SEQUENTIAL, feature_map_spec, grid_spec, grids_side_by_side
+from cnnviz.pictures import SEQUENTIAL
+from cnnviz.figures import DIVERGING, HIGHLIGHT, feature_map_spec, grid_spec, grids_side_by_side
 from cnnviz.grids import encode_channels, encode_filters
 
 

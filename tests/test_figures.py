@@ -15,8 +15,9 @@ from plotly.colors import sample_colorscale, unlabel_rgb
 
 from cnnviz.conv import Convolution
 from cnnviz.examples import LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
-from cnnviz.figures import DIVERGING, HIGHLIGHT, PADDING_FILL, SEQUENTIAL, feature_map_figure, grid_figure
-from cnnviz.grids import format_number
+from cnnviz.figures import DIVERGING, HIGHLIGHT, PADDING_FILL, feature_map_figure, grid_figure
+from cnnviz.pictures import SEQUENTIAL
+from cnnviz.notation import number
 
 
 def _heatmap(fig: go.Figure) -> go.Heatmap:
@@ -64,7 +65,7 @@ def test_grid_figure_values_and_text():
     assert isinstance(fig, go.Figure)
     assert _z(fig) == grid.tolist()
     text = [list(row) for row in _heatmap(fig).text]
-    assert text == [[format_number(v, 2) for v in row] for row in grid.tolist()]
+    assert text == [[number(v, 2) for v in row] for row in grid.tolist()]
     assert text[1][2] == "2" and text[0][0] == "0"
     assert fig.layout.title.text == "input"
     # Symmetric colour range around zero, so white means 0.
@@ -87,7 +88,7 @@ def test_nan_cells_are_blank():
     assert flat_text[0] == "2"  # the lecture's first output
     for i, (t, v) in enumerate(zip(flat_text, flat_z)):
         if i <= 5:
-            assert t == format_number(v, 2) and t != ""
+            assert t == number(v, 2) and t != ""
         else:
             assert t == "" and math.isnan(v)
     # A frame under the values keeps the blank (not yet computed) cells visible as cells.

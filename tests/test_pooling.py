@@ -21,7 +21,7 @@ def test_lecture_max_pooling_example():
     # Step by step: the first window holds 1, 2, 2, -1 and its max is 2.
     first = pooled.step(0)
     assert first.window.flatten().tolist() == [1, 2, 2, -1]
-    assert first.explanation() == "max(1, 2, 2, -1) = 2"
+    assert first.explanation() == "max(1, 2, 2, −1) = 2"  # the typographic minus, as on every page
     assert first.argmax == (0, 1)
     last = pooled.step(3)
     assert (last.row, last.col, last.value) == (1, 1, -1)
@@ -32,8 +32,8 @@ def test_lecture_mean_pooling_explains_the_sum_over_the_count():
     pooled = Pooling.make(LECTURE_POOLING_INPUT, "mean", 2, 2)
     expected = F.avg_pool2d(LECTURE_POOLING_INPUT[None, None], 2, 2)[0]
     torch.testing.assert_close(pooled.output, expected)
-    assert pooled.step(0).explanation() == "(1 + 2 + 2 + (-1)) / 4 = 4 / 4 = 1"
-    assert pooled.step(3).explanation() == "((-1) + (-1) + (-2) + (-5)) / 4 = -9 / 4 = -2.25"
+    assert pooled.step(0).explanation() == "(1 + 2 + 2 + (−1)) / 4 = 4 / 4 = 1"
+    assert pooled.step(3).explanation() == "((−1) + (−1) + (−2) + (−5)) / 4 = −9 / 4 = −2.25"
 
 
 @pytest.mark.parametrize("kernel,stride", GEOMETRIES)
@@ -120,7 +120,7 @@ def test_gap_formula_writes_the_numbers():
     x = LECTURE_POOLING_INPUT[None]
     # 1+2+1+1 + 2-1+0+1 + 0+3-1-1 + 1+0-2-5 = 2
     assert gap_formula(x, 0).endswith("= 2 / 16 = 0.125")
-    assert gap_formula(x, 0).startswith("z[1] = 1/(4·4) · (1 + 2 + 1 + 1 + 2 + (-1)")
+    assert gap_formula(x, 0).startswith("z[1] = 1/(4·4) · (1 + 2 + 1 + 1 + 2 + (−1)")
     big = torch.ones(2, 7, 7)
     assert "(43 more)" in gap_formula(big, 1) and gap_formula(big, 1).endswith("= 49 / 49 = 1")
 

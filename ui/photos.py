@@ -7,16 +7,14 @@ the section from the cache instead of convolving and encoding 256x256 pixels aga
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image
 
-from cnnviz import images
+from cnnviz import images, pictures
 from cnnviz.conv import conv_on_image
 from cnnviz.figures import feature_map_spec
 
@@ -71,13 +69,9 @@ def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE, where=None) 
 def png_bytes(pixels: torch.Tensor) -> bytes:
     """A (1 or 3, H, W) tensor in [0, 1] as PNG bytes (what st.image would encode on every rerun).
 
-    numpy rather than torch for the element-wise work, as in cnnviz.figures._colorize: torch's
-    parallel passes started from Streamlit's fresh script thread cost more than they save."""
+    numpy rather than torch for the element-wise work (see cnnviz.pictures)."""
     array = np.rint(np.clip(pixels.detach().cpu().numpy(), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-    image = Image.fromarray(np.ascontiguousarray(array[..., 0] if array.shape[2] == 1 else array))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return pictures.png(array)
 
 
 @dataclass(frozen=True)
