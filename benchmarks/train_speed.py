@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cnnviz.data import DEBIAN_FASHION_DIR, FASHION_FILES, ImageSet, load_images, write_idx  # noqa: E402
-from cnnviz.network import STACK_PRESETS  # noqa: E402
+from cnnviz.network import DEFAULT_STACK  # noqa: E402
 from cnnviz.train import TrainConfig, Trainer, available_devices, cpu_threads, device_label, seeded_model  # noqa: E402
 
-CPU_STACK = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"]
+CPU_STACK = DEFAULT_STACK
 # On a GPU the tiny stack is done before the GPU is busy; a wider one with batch norm
 # reaches 92 % within seconds there.
 CUDA_STACK = "conv3x32,bn,relu,conv3x32,bn,relu,maxpool2,conv3x64,bn,relu,conv3x64,bn,relu,maxpool2,flatten,fc10"

@@ -21,43 +21,111 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
+from . import notation
 from .conv import ConvCounts, output_size
 from .pooling import pool_output_size
-
-KINDS = ("conv", "maxpool", "meanpool", "relu", "tanh", "batchnorm", "flatten", "gap", "fc")
-POOL_KINDS = ("maxpool", "meanpool")
-SPATIAL_KINDS = ("conv",) + POOL_KINDS  # need a (C, H, W) input
-ACTIVATION_KINDS = ("relu", "tanh")
-TO_VECTOR_KINDS = ("flatten", "gap")
 
 # Limits against abuse: a URL is user input, and the training page builds what it says.
 MAX_LAYERS = 48  # VGG-19 with its ReLUs has 43
 MAX_KERNEL = 11
 MAX_STRIDE = 8
 MAX_OUT = 4096  # filters of a conv, units of an fc
-MAX_INPUT_CHANNELS = 16
+MAX_INPUT_CHANNELS = 16  # hyperspectral inputs have more than 3 channels
 MAX_INPUT_SIDE = 512
 MAX_PARAMS = 50_000_000
 MAX_ACTIVATION_MB = 32.0  # forward activations of one image, float32
 MAX_MULTIPLY_ADDS = 10_000_000_000
 BYTES_PER_NUMBER = 4  # float32
 
-EXAMPLE_TOKENS = {
-    "conv": "conv3x16",
-    "maxpool": "maxpool2",
-    "meanpool": "meanpool2",
-    "fc": "fc10",
-}
-TOKEN_HELP = "conv<kernel>x<filters>, maxpool<kernel>, meanpool<kernel>, relu, tanh, bn, flatten, gap, fc<units>"
-
 
 class StackError(ValueError):
     """A stack that cannot work; the message names the layer and explains why."""
+
+
+# --------------------------------------------------------------------------- the kinds of layer
+# One row per kind of layer: how it is written, which settings it takes, what it does to a
+# shape and costs, and the torch module it becomes. Everything below reads this table.
+
+Shape = tuple[int, ...]
+Costs = tuple[Shape, int, int, int]  # output shape, parameters, multiply-adds, multiply-adds without bias
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    name: str  # 'conv', 'maxpool', ...
+    numbers: str | None  # the text form's numbers after the name: r"(\d+)x(\d+)" for conv3x16; None: a bare word
+    form: str  # how to write it, for messages
+    options: str  # the '/s<stride>' and '/p<padding>' options it takes
+    settings: tuple[str, ...]  # the LayerSpec fields it uses
+    takes: str  # its input: "map" (C, H, W), "vector" (N,) or "any"
+    window: bool  # slides a k×k window: the receptive field grows through it
+    costs: Callable[[LayerSpec, Shape], Costs]
+    module: Callable[[LayerSpec, Shape], nn.Module]
+    aliases: tuple[str, ...] = ()  # other spellings accepted in text
+
+
+def _conv_costs(spec: LayerSpec, shape: Shape) -> Costs:
+    c, h, w = shape
+    counts = ConvCounts(spec.kernel, c, spec.out, output_size(h, spec.kernel, spec.padding, spec.stride),
+                        output_size(w, spec.kernel, spec.padding, spec.stride))
+    return (spec.out, counts.out_height, counts.out_width), counts.params, counts.macs, counts.macs_without_bias
+
+
+def _pool_costs(spec: LayerSpec, shape: Shape) -> Costs:
+    c, h, w = shape
+    return (c, pool_output_size(h, spec.kernel, spec.stride), pool_output_size(w, spec.kernel, spec.stride)), 0, 0, 0
+
+
+def _fc_costs(spec: LayerSpec, shape: Shape) -> Costs:
+    n = shape[0]
+    return (spec.out,), n * spec.out + spec.out, spec.out * (n + 1), spec.out * n
+
+
+def _same_costs(spec: LayerSpec, shape: Shape) -> Costs:
+    return shape, 0, 0, 0
+
+
+def _batchnorm_costs(spec: LayerSpec, shape: Shape) -> Costs:
+    return shape, 2 * shape[0], 0, 0  # a scale and a shift per channel
+
+
+def _batchnorm_module(spec: LayerSpec, shape: Shape) -> nn.Module:
+    return (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0])
+
+
+LAYER_KINDS: dict[str, LayerKind] = {kind.name: kind for kind in [
+    LayerKind("conv", r"(\d+)x(\d+)", "write conv<kernel>x<filters>, e.g. conv3x16, optionally with /s<stride> "
+              "and /p<padding>, e.g. conv5x32/s2/p0", "sp", ("kernel", "stride", "padding", "out"), "map", True,
+              _conv_costs, lambda spec, shape: nn.Conv2d(shape[0], spec.out, spec.kernel, stride=spec.stride,
+                                                         padding=spec.padding)),
+    LayerKind("maxpool", r"(\d+)", "write maxpool<kernel>, e.g. maxpool2, optionally with /s<stride>, e.g. "
+              "maxpool3/s2", "s", ("kernel", "stride", "padding"), "map", True,
+              _pool_costs, lambda spec, shape: nn.MaxPool2d(spec.kernel, stride=spec.stride)),
+    LayerKind("meanpool", r"(\d+)", "write meanpool<kernel>, e.g. meanpool2, optionally with /s<stride>, e.g. "
+              "meanpool3/s2", "s", ("kernel", "stride", "padding"), "map", True,
+              _pool_costs, lambda spec, shape: nn.AvgPool2d(spec.kernel, stride=spec.stride), aliases=("avgpool",)),
+    LayerKind("relu", None, "write just relu", "", (), "any", False, _same_costs, lambda spec, shape: nn.ReLU()),
+    LayerKind("tanh", None, "write just tanh", "", (), "any", False, _same_costs, lambda spec, shape: nn.Tanh()),
+    LayerKind("batchnorm", None, "write just bn", "", (), "any", False, _batchnorm_costs, _batchnorm_module,
+              aliases=("bn",)),
+    LayerKind("flatten", None, "write just flatten", "", (), "map", False,
+              lambda spec, shape: ((math.prod(shape),), 0, 0, 0), lambda spec, shape: nn.Flatten()),
+    LayerKind("gap", None, "write just gap", "", (), "map", False,
+              lambda spec, shape: ((shape[0],), 0, 0, 0),
+              lambda spec, shape: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
+    LayerKind("fc", r"(\d+)", "write fc<units>, e.g. fc10", "", ("out",), "vector", False,
+              _fc_costs, lambda spec, shape: nn.Linear(shape[0], spec.out)),
+]}
+KINDS = tuple(LAYER_KINDS)
+POOL_KINDS = ("maxpool", "meanpool")
+ACTIVATION_KINDS = ("relu", "tanh")
+TO_VECTOR_KINDS = ("flatten", "gap")
+TOKEN_HELP = "conv<kernel>x<filters>, maxpool<kernel>, meanpool<kernel>, relu, tanh, bn, flatten, gap, fc<units>"
 
 
 # --------------------------------------------------------------------------- layer specs
@@ -79,35 +147,35 @@ class LayerSpec:
     out: int | None = None
 
     def __post_init__(self) -> None:
-        kind = self.kind
-        if kind not in KINDS:
-            raise StackError(f"unknown layer kind {kind!r}; use one of {', '.join(KINDS)}.")
-        fill = {}
-        if kind == "conv":
-            k = _check_int("the kernel size", self.kernel, 1, MAX_KERNEL)
-            fill["stride"] = _check_int("the stride", 1 if self.stride is None else self.stride, 1, MAX_STRIDE)
-            p = (k - 1) // 2 if self.padding is None else self.padding
-            fill["padding"] = _check_int(
-                "the padding", p, 0, k - 1,
-                why=" (more padding than kernel − 1 only adds outputs that see nothing but zeros)")
-            _check_int("the number of filters", self.out, 1, MAX_OUT)
-        elif kind in POOL_KINDS:
-            k = _check_int("the pooling kernel size", self.kernel, 1, MAX_KERNEL)
-            fill["stride"] = _check_int("the stride", k if self.stride is None else self.stride, 1, MAX_STRIDE)
-            if self.padding not in (None, 0):
+        kind = LAYER_KINDS.get(self.kind)
+        if kind is None:
+            raise StackError(f"unknown layer kind {self.kind!r}; use one of {', '.join(KINDS)}.")
+        unused = [name for name in ("kernel", "stride", "padding", "out")
+                  if name not in kind.settings and getattr(self, name) is not None]
+        if unused:
+            raise StackError(_NO_SETTING.get((self.kind, unused[0])) or _NO_SETTING.get(self.kind)
+                             or f"{self.kind} has no settings.")
+        if "kernel" in kind.settings:
+            what = "the kernel size" if self.kind == "conv" else "the pooling kernel size"
+            k = _check_int(what, self.kernel, 1, MAX_KERNEL)
+            default_stride = 1 if self.kind == "conv" else k
+            object.__setattr__(self, "stride", _check_int(
+                "the stride", default_stride if self.stride is None else self.stride, 1, MAX_STRIDE))
+            if self.kind == "conv":
+                padding = (k - 1) // 2 if self.padding is None else self.padding
+                _check_int("the padding", padding, 0, k - 1,
+                           why=" (more padding than kernel − 1 only adds outputs that see nothing but zeros)")
+            elif self.padding not in (None, 0):
                 raise StackError("pooling layers here use no padding.")
-            fill["padding"] = 0
-            if self.out is not None:
-                raise StackError("a pooling layer keeps the number of channels; it takes no 'out'.")
-        elif kind == "fc":
-            _check_int("the number of units", self.out, 1, MAX_OUT)
-            if (self.kernel, self.stride, self.padding) != (None, None, None):
-                raise StackError("a fully connected layer has no kernel, stride or padding.")
-        else:
-            if (self.kernel, self.stride, self.padding, self.out) != (None, None, None, None):
-                raise StackError(f"{kind} has no settings.")
-        for name, value in fill.items():
-            object.__setattr__(self, name, value)
+            else:
+                padding = 0
+            object.__setattr__(self, "padding", padding)
+        if "out" in kind.settings:
+            _check_int("the number of filters" if self.kind == "conv" else "the number of units", self.out, 1, MAX_OUT)
+
+    @property
+    def layer_kind(self) -> LayerKind:
+        return LAYER_KINDS[self.kind]
 
     # Short constructors for code (the pages mostly parse text).
     @classmethod
@@ -126,39 +194,46 @@ class LayerSpec:
     def default_padding(self) -> bool:
         return self.kind != "conv" or self.padding == (self.kernel - 1) // 2
 
+    def _options(self) -> list[tuple[str, str, int]]:
+        """The options that differ from the defaults: (text option, words, value)."""
+        found = []
+        if self.kernel is not None and self.stride != (1 if self.kind == "conv" else self.kernel):
+            found.append(("s", "stride", self.stride))
+        if not self.default_padding:
+            found.append(("p", "padding", self.padding))
+        return found
+
     @property
     def token(self) -> str:
         """This layer in the compact text form (the canonical spelling)."""
-        if self.kind == "conv":
-            text = f"conv{self.kernel}x{self.out}"
-            if self.stride != 1:
-                text += f"/s{self.stride}"
-            if not self.default_padding:
-                text += f"/p{self.padding}"
-            return text
-        if self.kind in POOL_KINDS:
-            return f"{self.kind}{self.kernel}" + (f"/s{self.stride}" if self.stride != self.kernel else "")
-        if self.kind == "fc":
-            return f"fc{self.out}"
-        return "bn" if self.kind == "batchnorm" else self.kind
+        head = {"conv": f"conv{self.kernel}x{self.out}", "fc": f"fc{self.out}", "batchnorm": "bn"}.get(
+            self.kind, f"{self.kind}{self.kernel}" if self.kind in POOL_KINDS else self.kind)
+        return head + "".join(f"/{option}{value}" for option, _, value in self._options())
 
     @property
     def name(self) -> str:
-        """Plain words for tables and messages, e.g. 'conv 3x3, 16 filters'."""
-        k = self.kernel
+        """Plain words for tables and messages, e.g. 'conv 3×3, 16 filters'."""
         if self.kind == "conv":
-            text = f"conv {k}x{k}, {self.out} filter{'s' if self.out != 1 else ''}"
-            if self.stride != 1:
-                text += f", stride {self.stride}"
-            if not self.default_padding:
-                text += f", padding {self.padding}"
-            return text
-        if self.kind in POOL_KINDS:
-            return f"{self.kind} {k}x{k}" + (f", stride {self.stride}" if self.stride != k else "")
-        if self.kind == "fc":
-            return f"fc, {self.out} unit{'s' if self.out != 1 else ''}"
-        return {"relu": "ReLU", "tanh": "tanh", "batchnorm": "batch norm", "flatten": "flatten",
-                "gap": "global average pooling"}[self.kind]
+            words = f"conv {kernel_words(self.kernel)}, {self.out} filter{'s' if self.out != 1 else ''}"
+        elif self.kind in POOL_KINDS:
+            words = f"{self.kind} {kernel_words(self.kernel)}"
+        elif self.kind == "fc":
+            words = f"fc, {self.out} unit{'s' if self.out != 1 else ''}"
+        else:
+            words = {"relu": "ReLU", "batchnorm": "batch norm", "gap": "global average pooling"}.get(
+                self.kind, self.kind)
+        return words + "".join(f", {what} {value}" for _, what, value in self._options())
+
+
+_NO_SETTING = {
+    ("maxpool", "out"): "a pooling layer keeps the number of channels; it takes no 'out'.",
+    ("meanpool", "out"): "a pooling layer keeps the number of channels; it takes no 'out'.",
+    "fc": "a fully connected layer has no kernel, stride or padding.",
+}
+
+
+def kernel_words(k: int) -> str:
+    return notation.kernel(k)
 
 
 def _check_int(what: str, value, low: int, high: int, why: str = "") -> int:
@@ -171,34 +246,18 @@ def _check_int(what: str, value, low: int, high: int, why: str = "") -> int:
 
 # --------------------------------------------------------------------------- text form
 
-_HEADS = [
-    ("conv", re.compile(r"conv(\d+)x(\d+)")),
-    ("maxpool", re.compile(r"maxpool(\d+)")),
-    ("meanpool", re.compile(r"(?:meanpool|avgpool)(\d+)")),
-    ("fc", re.compile(r"fc(\d+)")),
-]
-_PLAIN = {"relu": "relu", "tanh": "tanh", "bn": "batchnorm", "batchnorm": "batchnorm",
-          "flatten": "flatten", "gap": "gap"}
 _OPTION = re.compile(r"([sp])(\d+)")
-_FORMS = {
-    "conv": "write conv<kernel>x<filters>, e.g. conv3x16, optionally with /s<stride> and /p<padding>, "
-            "e.g. conv5x32/s2/p0",
-    "maxpool": "write maxpool<kernel>, e.g. maxpool2, optionally with /s<stride>, e.g. maxpool3/s2",
-    "meanpool": "write meanpool<kernel>, e.g. meanpool2, optionally with /s<stride>, e.g. meanpool3/s2",
-    "fc": "write fc<units>, e.g. fc10",
-}
+_SPELLINGS = {alias: kind.name for kind in LAYER_KINDS.values() for alias in (kind.name, *kind.aliases)}
 
 
-def _token_kind(head: str) -> str | None:
+def _token_kind(head: str) -> LayerKind | None:
     """Which kind a (possibly misspelt) token is trying to be, from its letters."""
     letters = re.match(r"[a-z]*", head).group()
-    if letters == "avgpool":
-        return "meanpool"
-    for kind in ("conv", "maxpool", "meanpool", "fc"):
-        if letters.startswith(kind):  # 'convx16' is a conv with its kernel size missing
+    if letters in _SPELLINGS:
+        return LAYER_KINDS[_SPELLINGS[letters]]
+    for kind in LAYER_KINDS.values():
+        if kind.numbers is not None and letters.startswith(kind.name):  # 'convx16': a conv missing its kernel size
             return kind
-    if letters in _PLAIN:
-        return _PLAIN[letters]
     return None
 
 
@@ -207,30 +266,29 @@ def _parse_token(token: str) -> LayerSpec:
     kind = _token_kind(head)
     if kind is None:
         raise StackError(f"unknown layer; use one of {TOKEN_HELP}.")
-    if kind in _FORMS:
-        pattern = dict(_HEADS)[kind]
-        match = pattern.fullmatch(head)
-        if match is None:
-            raise StackError(_FORMS[kind] + ".")
-        numbers = [int(g) for g in match.groups()]
-        settings: dict[str, int] = {}
-        allowed = {"conv": "sp", "maxpool": "s", "meanpool": "s", "fc": ""}[kind]
-        for option in options:
-            opt = _OPTION.fullmatch(option)
-            if opt is None or opt.group(1) not in allowed:
-                raise StackError(f"'/{option}' is not an option here; {_FORMS[kind]}.")
-            key = {"s": "stride", "p": "padding"}[opt.group(1)]
-            if key in settings:
-                raise StackError(f"the {key} is given twice.")
-            settings[key] = int(opt.group(2))
-        if kind == "conv":
-            return LayerSpec("conv", numbers[0], out=numbers[1], **settings)
-        if kind == "fc":
-            return LayerSpec("fc", out=numbers[0])
-        return LayerSpec(kind, numbers[0], **settings)
-    if head not in _PLAIN or options:
-        raise StackError(f"write just {'bn' if kind == 'batchnorm' else kind} (it has no settings).")
-    return LayerSpec(kind)
+    if kind.numbers is None:
+        if head not in (kind.name, *kind.aliases) or options:
+            raise StackError(f"{kind.form} (it has no settings).")
+        return LayerSpec(kind.name)
+    spelling = next(word for word in (kind.name, *kind.aliases) if head.startswith(word))
+    match = re.fullmatch(kind.numbers, head[len(spelling):])
+    if match is None:
+        raise StackError(kind.form + ".")
+    settings: dict[str, int] = {}
+    for option in options:
+        opt = _OPTION.fullmatch(option)
+        if opt is None or opt.group(1) not in kind.options:
+            raise StackError(f"'/{option}' is not an option here; {kind.form}.")
+        key = {"s": "stride", "p": "padding"}[opt.group(1)]
+        if key in settings:
+            raise StackError(f"the {key} is given twice.")
+        settings[key] = int(opt.group(2))
+    numbers = [int(g) for g in match.groups()]
+    if kind.name == "conv":
+        return LayerSpec("conv", numbers[0], out=numbers[1], **settings)
+    if kind.name == "fc":
+        return LayerSpec("fc", out=numbers[0])
+    return LayerSpec(kind.name, numbers[0], **settings)
 
 
 def parse_stack(text: str) -> list[LayerSpec]:
@@ -245,8 +303,7 @@ def parse_stack(text: str) -> list[LayerSpec]:
                          f"{MAX_LAYERS} layers can need.")
     body = text.strip().lower()
     if not body:
-        raise StackError(f"The stack is empty: write layers separated by commas, e.g. "
-                         f"{STACK_PRESETS['Tiny CNN (Fashion-MNIST)']}.")
+        raise StackError(f"The stack is empty: write layers separated by commas, e.g. {DEFAULT_STACK}.")
     tokens = [t.strip().replace(" ", "") for t in body.split(",")]
     if len(tokens) > MAX_LAYERS:
         raise StackError(f"The stack has {len(tokens)} layers; at most {MAX_LAYERS} are allowed.")
@@ -321,12 +378,6 @@ class LayerInfo:
         """Input pixel where the field of unit 0 begins (negative: it starts in the padding)."""
         return round(self.rf_start - (self.rf_size - 1) / 2)
 
-    @property
-    def conv_counts(self) -> ConvCounts | None:
-        if self.kind != "conv":
-            return None
-        return ConvCounts(self.spec.kernel, self.in_shape[0], self.spec.out, self.out_shape[1], self.out_shape[2])
-
 
 @dataclass(frozen=True)
 class StackTotals:
@@ -334,17 +385,9 @@ class StackTotals:
     multiply_adds: int
     activations: int  # numbers held in the forward pass of one image, the input included
 
-    @property
-    def params_mb(self) -> float:
-        return self.params * BYTES_PER_NUMBER / 1e6
-
-    @property
-    def activation_mb(self) -> float:
-        return self.activations * BYTES_PER_NUMBER / 1e6
-
 
 def shape_text(shape: Sequence[int]) -> str:
-    """(16, 14, 14) -> '16x14x14'; (10,) -> '10'."""
+    """Deprecated: cnnviz.notation.shape writes shapes as the lecture does. (16, 14, 14) -> '16x14x14'."""
     return "x".join(str(n) for n in shape)
 
 
@@ -362,7 +405,7 @@ def _check_in_shape(in_shape) -> tuple[int, int, int]:
 
 
 def _megabytes(numbers: int) -> str:
-    return f"{numbers * BYTES_PER_NUMBER / 1e6:,.1f} MB"
+    return notation.megabytes(numbers * BYTES_PER_NUMBER)
 
 
 def analyse(specs: Sequence[LayerSpec], in_shape: Sequence[int] = (1, 28, 28)) -> list[LayerInfo]:
@@ -387,62 +430,39 @@ def analyse(specs: Sequence[LayerSpec], in_shape: Sequence[int] = (1, 28, 28)) -
         if not isinstance(spec, LayerSpec):
             raise StackError(f"Layer {index + 1}: expected a LayerSpec, not {type(spec).__name__}.")
         label = f"Layer {index + 1} {spec.name}"
-        kind = spec.kind
-        params = macs = macs_plain = 0
-        if kind in SPATIAL_KINDS or kind in TO_VECTOR_KINDS:
-            if flattened_at is not None:
-                if kind in TO_VECTOR_KINDS:
-                    raise StackError(
-                        f"{label}: the input is already a vector of {shape[0]:,} numbers after layer "
-                        f"{flattened_at.number} {flattened_at.name}; use flatten or gap only once.")
-                what = "pooling" if kind in POOL_KINDS else "a convolution"
+        kind = spec.layer_kind
+        if kind.takes == "map" and flattened_at is not None:
+            if kind.name in TO_VECTOR_KINDS:
                 raise StackError(
-                    f"{label}: it comes after layer {flattened_at.number} {flattened_at.name}, which turned "
-                    f"the feature maps into a vector of {shape[0]:,} numbers, but {what} needs a "
-                    f"(channels, height, width) feature map. Move it before the {flattened_at.spec.token}.")
-        if kind in SPATIAL_KINDS:
+                    f"{label}: the input is already a vector of {shape[0]:,} numbers after layer "
+                    f"{flattened_at.number} {flattened_at.name}; use flatten or gap only once.")
+            what = "pooling" if kind.name in POOL_KINDS else "a convolution"
+            raise StackError(
+                f"{label}: it comes after layer {flattened_at.number} {flattened_at.name}, which turned "
+                f"the feature maps into a vector of {shape[0]:,} numbers, but {what} needs a "
+                f"(height, width, channels) feature map. Move it before the {flattened_at.spec.token}.")
+        if kind.takes == "vector" and len(shape) == 3:
             c, h, w = shape
+            raise StackError(
+                f"{label}: its input is still a {notation.shape(shape)} feature map; add flatten or gap before "
+                f"fc (flatten gives {c * h * w:,} numbers, gap gives {c}).")
+        if kind.window:
+            _, h, w = shape
             k, s, p = spec.kernel, spec.stride, spec.padding
             if h + 2 * p < k or w + 2 * p < k:
-                padded = f" ({h + 2 * p}x{w + 2 * p} with padding {p})" if p else ""
-                fix = ("Remove a pooling layer or use padding." if kind in POOL_KINDS else
+                padded = f" ({notation.grid(h + 2 * p, w + 2 * p)} with padding {p})" if p else ""
+                fix = ("Remove a pooling layer or use padding." if kind.name in POOL_KINDS else
                        "Remove a pooling layer, use a smaller kernel, or more padding.")
-                raise StackError(f"{label}: its input is {h}x{w}{padded}, smaller than the {k}x{k} window. {fix}")
-            if kind == "conv":
-                oh, ow = output_size(h, k, p, s), output_size(w, k, p, s)
-                counts = ConvCounts(k, c, spec.out, oh, ow)
-                params, macs, macs_plain = counts.params, counts.macs, counts.macs_without_bias
-                out_shape = (spec.out, oh, ow)
-            else:
-                out_shape = (c, pool_output_size(h, k, s), pool_output_size(w, k, s))
+                raise StackError(f"{label}: its input is {notation.grid(h, w)}{padded}, smaller than the "
+                                 f"{notation.kernel(k)} window. {fix}")
             start = start + ((k - 1) / 2 - p) * jump
             size = size + (k - 1) * jump
             jump = jump * s
-        elif kind == "flatten":
-            out_shape = (math.prod(shape),)
-        elif kind == "gap":
-            out_shape = (shape[0],)
-            is_global = True
-        elif kind == "fc":
-            if len(shape) == 3:
-                c, h, w = shape
-                raise StackError(
-                    f"{label}: its input is still a {c}x{h}x{w} feature map; add flatten or gap before fc "
-                    f"(flatten gives {c * h * w:,} numbers, gap gives {c}).")
-            n_in = shape[0]
-            params = n_in * spec.out + spec.out
-            macs = spec.out * (n_in + 1)
-            macs_plain = spec.out * n_in
-            out_shape = (spec.out,)
-            is_global = True
-        elif kind == "batchnorm":
-            out_shape = shape
-            params = 2 * shape[0]
-        else:  # relu, tanh
-            out_shape = shape
+        out_shape, params, macs, macs_plain = kind.costs(spec, shape)
+        is_global = is_global or kind.name in ("gap", "fc")
         info = LayerInfo(index, spec, tuple(shape), tuple(out_shape), params, macs, macs_plain,
                          size, jump, start, is_global)
-        if kind in TO_VECTOR_KINDS:
+        if kind.name in TO_VECTOR_KINDS:
             flattened_at = info
         total_params += params
         total_macs += macs
@@ -454,7 +474,7 @@ def analyse(specs: Sequence[LayerSpec], in_shape: Sequence[int] = (1, 28, 28)) -
                 f"({_megabytes(MAX_PARAMS)}) this app allows. Use fewer filters or units, or pool more before fc.")
         if total_activations * BYTES_PER_NUMBER / 1e6 > MAX_ACTIVATION_MB:
             raise StackError(
-                f"{label}: its {shape_text(out_shape)} output brings the activations of one image to "
+                f"{label}: its {notation.shape(out_shape)} output brings the activations of one image to "
                 f"{_megabytes(total_activations)}, more than the {MAX_ACTIVATION_MB:g} MB this app allows. "
                 f"Use a smaller input, fewer filters, or pool earlier.")
         if total_macs > MAX_MULTIPLY_ADDS:
@@ -464,6 +484,15 @@ def analyse(specs: Sequence[LayerSpec], in_shape: Sequence[int] = (1, 28, 28)) -
         infos.append(info)
         shape = tuple(out_shape)
     return infos
+
+
+def head_problem(infos: Sequence[LayerInfo], n_classes: int, data_name: str = "the data") -> str | None:
+    """Why an analysed stack cannot be trained as a classifier of n_classes (one score per class), or None."""
+    out = infos[-1].out_shape
+    if out == (n_classes,):
+        return None
+    return (f"The stack ends in {notation.shape(out)} outputs, but {data_name} has {n_classes} classes: end the "
+            f"stack with fc{n_classes} (or a conv1x{n_classes} and gap) so that there is one score per class.")
 
 
 def totals(infos: Sequence[LayerInfo]) -> StackTotals:
@@ -476,8 +505,8 @@ def _as_infos(infos_or_specs, in_shape) -> list[LayerInfo]:
     items = list(infos_or_specs)
     if items and all(isinstance(i, LayerInfo) for i in items):
         if in_shape is not None and tuple(in_shape) != items[0].in_shape:
-            raise StackError(f"The layers were analysed for a {shape_text(items[0].in_shape)} input, "
-                             f"not {shape_text(in_shape)}.")
+            raise StackError(f"The layers were analysed for a {notation.shape(items[0].in_shape)} input, "
+                             f"not {notation.shape(in_shape)}.")
         return items
     if isinstance(infos_or_specs, str):
         items = parse_stack(infos_or_specs)
@@ -501,7 +530,7 @@ def unit_receptive_field(infos_or_specs, in_shape: Sequence[int] | None, layer_i
     shape = target.out_shape
     if len(shape) == 3:
         if not (0 <= row < shape[1] and 0 <= col < shape[2]):
-            raise StackError(f"Layer {target.number} {target.name} outputs {shape[1]}x{shape[2]} maps; "
+            raise StackError(f"Layer {target.number} {target.name} outputs {notation.grid(*shape[1:])} maps; "
                              f"there is no unit at row {row}, column {col}.")
     elif not (0 <= row < shape[0] and col == 0):
         raise StackError(f"Layer {target.number} {target.name} outputs a vector of {shape[0]}; "
@@ -520,7 +549,7 @@ def unit_receptive_field(infos_or_specs, in_shape: Sequence[int] | None, layer_i
             box = [r, q, r, q]
     # box now lies in the input of layer i (i.e. the output of layer i-1); walk down.
     for info in reversed(infos[:i]):
-        if info.kind in SPATIAL_KINDS:
+        if info.spec.layer_kind.window:
             k, s, p = info.spec.kernel, info.spec.stride, info.spec.padding
             _, h, w = info.in_shape
             top, left, bottom, right = box
@@ -549,27 +578,9 @@ def build_model(specs: Sequence[LayerSpec] | str, in_shape: Sequence[int] = (1, 
     if activation not in (None, "relu", "tanh", "identity"):
         raise StackError(f"The activation is 'relu', 'tanh' or 'identity', not {activation!r}.")
     infos = analyse(specs, in_shape)
-    layers: list[nn.Module] = []
-    for info in infos:
-        spec, kind = info.spec, info.kind
-        if kind == "conv":
-            layer = nn.Conv2d(info.in_shape[0], spec.out, spec.kernel, stride=spec.stride, padding=spec.padding)
-        elif kind == "maxpool":
-            layer = nn.MaxPool2d(spec.kernel, stride=spec.stride)
-        elif kind == "meanpool":
-            layer = nn.AvgPool2d(spec.kernel, stride=spec.stride)
-        elif kind in ACTIVATION_KINDS:
-            layer = _activation_module(activation or kind)
-        elif kind == "batchnorm":
-            layer = (nn.BatchNorm2d if len(info.in_shape) == 3 else nn.BatchNorm1d)(info.in_shape[0])
-        elif kind == "flatten":
-            layer = nn.Flatten()
-        elif kind == "gap":
-            layer = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        else:  # fc
-            layer = nn.Linear(info.in_shape[0], spec.out)
-        layers.append(layer)
-    return nn.Sequential(*layers)
+    return nn.Sequential(*(
+        _activation_module(activation) if activation and info.kind in ACTIVATION_KINDS
+        else info.spec.layer_kind.module(info.spec, info.in_shape) for info in infos))
 
 
 def with_mean_pooling(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
@@ -636,23 +647,26 @@ def with_head(specs: Sequence[LayerSpec], kind: str, classes: int = 10) -> list[
 
 # --------------------------------------------------------------------------- presets
 
-STACK_PRESETS: dict[str, str] = {
-    "Tiny CNN (Fashion-MNIST)": "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10",
-    "Lecture-style: conv, pool, repeat":
-        "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,flatten,fc10",
-    "VGG-like block (32x32x3)":
-        "conv3x32,relu,conv3x32,relu,maxpool2,conv3x64,relu,conv3x64,relu,maxpool2,flatten,fc128,relu,fc10",
-    "All-convolutional with strided convs":
-        "conv3x16,relu,conv3x32/s2,relu,conv3x32,relu,conv3x64/s2,relu,conv1x10,gap",
-    "Global average pooling head": "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,gap,fc10",
-    "With batch normalization": "conv3x16,bn,relu,maxpool2,conv3x32,bn,relu,maxpool2,gap,fc10",
-}
+@dataclass(frozen=True)
+class Preset:
+    """A ready-made stack and the input it is built for (its fully connected layers fix the size)."""
 
-PRESET_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
-    "Tiny CNN (Fashion-MNIST)": (1, 28, 28),
-    "Lecture-style: conv, pool, repeat": (1, 28, 28),
-    "VGG-like block (32x32x3)": (3, 32, 32),
-    "All-convolutional with strided convs": (1, 28, 28),
-    "Global average pooling head": (1, 28, 28),
-    "With batch normalization": (1, 28, 28),
+    stack: str
+    in_shape: tuple[int, int, int]  # (channels, height, width)
+
+
+FASHION, CIFAR = (1, 28, 28), (3, 32, 32)
+STACK_PRESETS: dict[str, Preset] = {
+    "Tiny CNN (Fashion-MNIST)": Preset("conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10", FASHION),
+    "Lecture-style: conv, pool, repeat": Preset(
+        "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,flatten,fc10", FASHION),
+    "VGG-like block (32x32x3)": Preset(
+        "conv3x32,relu,conv3x32,relu,maxpool2,conv3x64,relu,conv3x64,relu,maxpool2,flatten,fc128,relu,fc10", CIFAR),
+    "All-convolutional with strided convs": Preset(
+        "conv3x16,relu,conv3x32/s2,relu,conv3x32,relu,conv3x64/s2,relu,conv1x10,gap", FASHION),
+    "Global average pooling head": Preset(
+        "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,gap,fc10", FASHION),
+    "With batch normalization": Preset("conv3x16,bn,relu,maxpool2,conv3x32,bn,relu,maxpool2,gap,fc10", FASHION),
 }
+DEFAULT_STACK = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"].stack
+LECTURE_STACK = STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack

@@ -35,10 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Checkpoint
-from .network import (STACK_PRESETS, StackError, analyse, build_model, format_stack, parse_stack, shape_text,
+from .network import (DEFAULT_STACK, StackError, analyse, build_model, format_stack, parse_stack, shape_text,
                       totals)
 
-DEFAULT_STACK = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"]
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")

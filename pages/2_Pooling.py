@@ -47,7 +47,7 @@ INPUT_SHAPES = {  # URL value -> (channels, height, width), label
     "64": ((3, 64, 64), "64×64×3"),
     "128": ((3, 128, 128), "128×128×3"),
 }
-DEFAULT_STACK = STACK_PRESETS["Lecture-style: conv, pool, repeat"]
+DEFAULT_STACK = STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack
 GROWTH_PX, GROWTH_PER_ROW = 170, 6
 
 page_setup("2_Pooling.py")
@@ -188,9 +188,9 @@ def on_stack_edit() -> None:
 def on_preset() -> None:
     name = st.session_state["pool.preset"]
     if name in STACK_PRESETS:
-        state["net"] = STACK_PRESETS[name]
+        state["net"] = STACK_PRESETS[name].stack
         state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
-        state["inp"] = "32" if "32x32x3" in name else "28"
+        state["inp"] = str(STACK_PRESETS[name].in_shape[1])
     st.session_state["pool.preset"] = "Presets…"
 
 

@@ -98,8 +98,8 @@ def data_available(key: str) -> bool:
 def on_preset() -> None:
     name = st.session_state["train.preset"]
     if name in STACK_PRESETS:
-        state["net"] = STACK_PRESETS[name]
-        if "32x32x3" in name and state["data"] != "cifar10" and data_available("cifar10"):
+        state["net"] = STACK_PRESETS[name].stack
+        if STACK_PRESETS[name].in_shape == (3, 32, 32) and state["data"] != "cifar10" and data_available("cifar10"):
             state["data"] = "cifar10"
     st.session_state["train.preset"] = "Presets…"
 

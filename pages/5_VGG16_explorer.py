@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from cnnviz.architecture_figures import block_diagram, macs_figure, params_figure, share_figure
-from cnnviz.network import PRESET_INPUT_SHAPES, STACK_PRESETS
+from cnnviz.network import STACK_PRESETS
 from cnnviz.summary import (
     LECTURE_INPUT,
     LECTURE_MULTIPLY_ADDS,
@@ -38,7 +38,7 @@ def trained_model():
         accuracy = (getattr(ckpt, "metrics", None) or {}).get("test_accuracy")
         note = f", test accuracy {accuracy:.1%}" if isinstance(accuracy, float) else ""
         return ckpt.stack, tuple(ckpt.in_shape), f"your CNN ({getattr(ckpt, 'dataset', 'trained')}{note})", True
-    return STACK_PRESETS[DEFAULT_STACK], PRESET_INPUT_SHAPES[DEFAULT_STACK], f"{DEFAULT_STACK}, untrained", False
+    return STACK_PRESETS[DEFAULT_STACK].stack, STACK_PRESETS[DEFAULT_STACK].in_shape, f"{DEFAULT_STACK}, untrained", False
 
 
 MODEL_LABELS = {key: choice.title for key, choice in TORCHVISION_MODELS.items()}

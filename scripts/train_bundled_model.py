@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 from cnnviz.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from cnnviz.classify import BUNDLED_MODEL  # noqa: E402
 from cnnviz.data import load_images  # noqa: E402
-from cnnviz.network import STACK_PRESETS, build_model  # noqa: E402
+from cnnviz.network import LECTURE_STACK, build_model  # noqa: E402
 
-STACK = STACK_PRESETS["Lecture-style: conv, pool, repeat"]
+STACK = LECTURE_STACK
 IN_SHAPE = (1, 28, 28)
 SEED = 0
 

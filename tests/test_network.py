@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnviz import network
 from cnnviz.network import (
-    PRESET_INPUT_SHAPES,
+    LECTURE_STACK,
     STACK_PRESETS,
     LayerSpec,
     StackError,
@@ -69,8 +69,8 @@ def random_valid_stacks(seed: int, count: int, head: bool = True):
 
 
 def preset_cases():
-    return [pytest.param(parse_stack(text), PRESET_INPUT_SHAPES[name], id=name)
-            for name, text in STACK_PRESETS.items()]
+    return [pytest.param(parse_stack(preset.stack), preset.in_shape, id=name)
+            for name, preset in STACK_PRESETS.items()]
 
 
 def message_of(call) -> str:
@@ -93,11 +93,11 @@ def test_layer_spec_defaults_follow_the_lecture():
 
 @pytest.mark.parametrize("name", list(STACK_PRESETS))
 def test_presets_round_trip_and_are_canonical(name):
-    text = STACK_PRESETS[name]
+    text = STACK_PRESETS[name].stack
     specs = parse_stack(text)
     assert format_stack(specs) == text
     assert parse_stack(format_stack(specs)) == specs
-    analyse(specs, PRESET_INPUT_SHAPES[name])  # every preset works on its own input
+    analyse(specs, STACK_PRESETS[name].in_shape)  # every preset works on its own input
 
 
 def test_random_stacks_round_trip():
@@ -283,7 +283,7 @@ def test_receptive_field_recurrence_for_interior_units():
     """rf_size, rf_jump, rf_start describe every unit whose field is not clipped."""
     interior = 0
     for specs, in_shape in random_valid_stacks(seed=9, count=40, head=False) + [
-            (parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"])[:9], (1, 28, 28))]:
+            (parse_stack(LECTURE_STACK)[:9], (1, 28, 28))]:
         infos = analyse(specs, in_shape)
         for info in infos:
             _, h, w = info.out_shape
@@ -299,7 +299,7 @@ def test_receptive_field_recurrence_for_interior_units():
 
 
 def test_receptive_field_of_the_lecture_style_preset():
-    infos = analyse(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"]), (1, 28, 28))
+    infos = analyse(parse_stack(LECTURE_STACK), (1, 28, 28))
     # conv3 -> 3, pool2 -> 4 (jump 2), conv3 -> 8, pool2 -> 10 (jump 4), conv3 -> 18, pool2 -> 22 (jump 8)
     assert [(i.rf_size, i.rf_jump) for i in infos if i.kind in ("conv", "maxpool")] == [
         (3, 1), (4, 2), (8, 2), (10, 4), (18, 4), (22, 8)]
@@ -311,10 +311,10 @@ def test_receptive_field_of_the_lecture_style_preset():
     # An fc unit mixes the whole last 3x3 map, whose units reach pixel 27 (the floor-rounded
     # last pooling drops row 6 of the 7x7 map, but the conv below it still reaches the edge).
     assert unit_receptive_field(infos, None, len(infos) - 1, 3, 0) == (0, 0, 27, 27)
-    model = probe_model(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"]), (1, 28, 28))
+    model = probe_model(parse_stack(LECTURE_STACK), (1, 28, 28))
     assert gradient_box(model, (1, 28, 28), len(infos) - 1, (3,)) == (0, 0, 27, 27)
     # specs or text work as well as infos
-    assert unit_receptive_field(STACK_PRESETS["Lecture-style: conv, pool, repeat"], (1, 28, 28), 8, 1, 1) \
+    assert unit_receptive_field(LECTURE_STACK, (1, 28, 28), 8, 1, 1) \
         == (1, 1, 22, 22)
 
 
@@ -328,26 +328,26 @@ def test_receptive_field_rejects_missing_units():
 # ----------------------------------------------------------------------------- impossible stacks
 
 @pytest.mark.parametrize("text, in_shape, layer, expected", [
-    ("conv3x8,maxpool2,maxpool2,maxpool2,maxpool2,maxpool2", (1, 28, 28), "Layer 6 maxpool 2x2",
-     "its input is 1x1, smaller than the 2x2 window. Remove a pooling layer or use padding."),
-    ("conv5x8/p0,conv5x8/p0,conv5x8/p0", (1, 10, 10), "Layer 3 conv 5x5, 8 filters, padding 0",
-     "its input is 2x2, smaller than the 5x5 window"),
-    ("conv3x8/s2,conv3x8/s2,conv7x8/p1", (1, 5, 5), "Layer 3 conv 7x7, 8 filters, padding 1",
-     "its input is 2x2 (4x4 with padding 1), smaller than the 7x7 window"),
-    ("meanpool3,meanpool3", (1, 28, 5), "Layer 2 meanpool 3x3", "its input is 9x1"),
-    ("conv3x8,relu,flatten,conv3x8", (1, 28, 28), "Layer 4 conv 3x3, 8 filters",
+    ("conv3x8,maxpool2,maxpool2,maxpool2,maxpool2,maxpool2", (1, 28, 28), "Layer 6 maxpool 2×2",
+     "its input is 1×1, smaller than the 2×2 window. Remove a pooling layer or use padding."),
+    ("conv5x8/p0,conv5x8/p0,conv5x8/p0", (1, 10, 10), "Layer 3 conv 5×5, 8 filters, padding 0",
+     "its input is 2×2, smaller than the 5×5 window"),
+    ("conv3x8/s2,conv3x8/s2,conv7x8/p1", (1, 5, 5), "Layer 3 conv 7×7, 8 filters, padding 1",
+     "its input is 2×2 (4×4 with padding 1), smaller than the 7×7 window"),
+    ("meanpool3,meanpool3", (1, 28, 5), "Layer 2 meanpool 3×3", "its input is 9×1"),
+    ("conv3x8,relu,flatten,conv3x8", (1, 28, 28), "Layer 4 conv 3×3, 8 filters",
      "comes after layer 3 flatten"),
-    ("conv3x8,gap,relu,maxpool2", (1, 28, 28), "Layer 4 maxpool 2x2",
+    ("conv3x8,gap,relu,maxpool2", (1, 28, 28), "Layer 4 maxpool 2×2",
      "comes after layer 2 global average pooling"),
     ("conv3x8,relu,maxpool2,fc10", (1, 28, 28), "Layer 4 fc, 10 units",
-     "its input is still a 8x14x14 feature map; add flatten or gap before fc"),
+     "its input is still a 14×14×8 feature map; add flatten or gap before fc"),
     ("conv3x8,flatten,gap", (1, 28, 28), "Layer 3 global average pooling", "use flatten or gap only once"),
     ("conv3x8,gap,fc10,flatten", (1, 28, 28), "Layer 4 flatten", "use flatten or gap only once"),
     ("conv3x64,flatten,fc4096", (1, 28, 28), "Layer 3 fc, 4096 units",
      "with its 205,524,992 parameters the model reaches 205,525,632 parameters (822.1 MB as float32), "
      "more than the 50,000,000"),
-    ("conv3x64,relu,conv3x64", (3, 224, 224), "Layer 3 conv 3x3, 64 filters", "MB, more than the 32 MB"),
-    ("conv3x2048,conv3x2048", (3, 32, 32), "Layer 2 conv 3x3, 2048 filters", "multiply-adds per image"),
+    ("conv3x64,relu,conv3x64", (3, 224, 224), "Layer 3 conv 3×3, 64 filters", "MB, more than the 32 MB"),
+    ("conv3x2048,conv3x2048", (3, 32, 32), "Layer 2 conv 3×3, 2048 filters", "multiply-adds per image"),
 ])
 def test_impossible_stacks_name_the_layer(text, in_shape, layer, expected):
     specs = parse_stack(text)
@@ -360,7 +360,7 @@ def test_impossible_stacks_name_the_layer(text, in_shape, layer, expected):
 
 def test_limits_leave_the_presets_and_lecture_sizes_alone():
     # The lecture's 32x32x3 CIFAR-10 images through every preset.
-    for text in STACK_PRESETS.values():
+    for text in (preset.stack for preset in STACK_PRESETS.values()):
         analyse(parse_stack(text), (3, 32, 32))
     # 33.6 million parameters pass; a fourth fc4096 (16.8 million more) crosses 50 million.
     # 1*4096 + 4096, then twice 4096*4096 + 4096.
@@ -372,7 +372,7 @@ def test_limits_leave_the_presets_and_lecture_sizes_alone():
 # ----------------------------------------------------------------------------- the lecture's principle
 
 def test_lecture_style_preset_shrinks_space_and_grows_channels():
-    infos = analyse(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"]), (1, 28, 28))
+    infos = analyse(parse_stack(LECTURE_STACK), (1, 28, 28))
     # Blocks: convolutions followed by one subsampling layer.
     blocks, current = [], []
     for info in infos:

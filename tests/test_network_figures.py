@@ -8,7 +8,7 @@ from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack, uni
 from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, lecture_shape,
                                     receptive_field_figure, shapes_figure)
 
-LECTURE_STYLE = STACK_PRESETS["Lecture-style: conv, pool, repeat"]
+LECTURE_STYLE = STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack
 
 
 def test_lecture_shape_is_m_by_l_by_d():

@@ -110,7 +110,7 @@ def test_flatten_versus_global_average_pooling_counts():
 
 def test_network_builder_table_matches_the_engine_and_reacts():
     at = run_page()
-    infos = analyse(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"]), (1, 28, 28))
+    infos = analyse(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack), (1, 28, 28))
     assert f"**{totals(infos).params:,} parameters**" in text_of(at)
     table = at.dataframe[0].value
     assert list(table["output m×l×d"])[-3:] == ["3×3×64", "576", "10"]

@@ -108,7 +108,7 @@ def test_the_apps_cnn_without_training_offers_the_default_stack():
     at = run_page(model="cnn")
     assert any("No CNN has been trained" in i.value for i in at.info)
     assert any("untrained" in c.value for c in at.caption)
-    stack = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"]
+    stack = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"].stack
     assert metrics(at)["Parameters"] == f"{S.summarize_stack(stack, (1, 28, 28)).params:,}"
     assert any(stack in c.value for c in at.caption)
 

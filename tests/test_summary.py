@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnviz import summary as S
 from cnnviz.architecture_figures import HIGHLIGHT, block_diagram, macs_figure, params_figure, share_figure
-from cnnviz.network import STACK_PRESETS, PRESET_INPUT_SHAPES, analyse, build_model, parse_stack
+from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,8 +178,8 @@ def test_too_small_input_names_the_layer_and_the_smallest_size():
 
 
 def test_stack_with_another_input_size_breaks_at_its_fully_connected_layer():
-    stack = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"]
-    built_for = PRESET_INPUT_SHAPES["Tiny CNN (Fashion-MNIST)"]
+    stack = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"].stack
+    built_for = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"].in_shape
     summary = S.summarize_stack(stack, built_for)
     infos = analyse(parse_stack(stack), built_for)  # the lead's engine agrees layer by layer
     assert [r.out_shape for r in summary.layers] == [i.out_shape for i in infos]
@@ -229,7 +229,7 @@ def test_meta_path_allocates_no_weight_memory():
 
 
 def test_a_real_model_is_analysed_as_a_structure_copy():
-    model = build_model(STACK_PRESETS["VGG-like block (32x32x3)"], (3, 32, 32))
+    model = build_model(STACK_PRESETS["VGG-like block (32x32x3)"].stack, (3, 32, 32))
     summary = S.summarize_module(model, (3, 32, 32))
     assert summary.params == sum(p.numel() for p in model.parameters())
     assert all(not p.is_meta for p in model.parameters())  # the caller's model is untouched
@@ -324,3 +324,102 @@ def test_block_diagram_of_resnet_names_its_stages():
                          ("layer4", "7×7×512")):
         assert any(stage in t and shape in t and "." not in t.split(shape)[-1] for t in texts), stage
     assert any("1×1×512" in t and "avgpool" in t for t in texts)
+
+
+# ---- the flatten, the model in words, the shares, the charts for many layers ---------------------------
+
+
+def test_alexnet_walk_through_and_diagram_flatten_the_map_before_the_dropout():
+    # torchvision's AlexNet flattens in forward() (not a module), then its classifier starts with Dropout.
+    summary = S.summarize("alexnet", 224)
+    items = S.boxes(summary)
+    kinds = [b.kind for b in items]
+    at = kinds.index("flatten")
+    assert items[at - 1].shape == (256, 6, 6) and items[at].shape == (9216,)
+    assert kinds[at + 1:] == ["fc", "fc", "fc", "softmax"] and "other" not in kinds
+    dropout = next(r for r in summary.layers if r.name == "classifier.0")
+    assert dropout.kind == "dropout" and dropout.label == "dropout (flatten)"
+    lines = S.walkthrough(summary)
+    assert "max pool 3×3, stride 2 → 6×6×256" in lines
+    assert lines[lines.index("max pool 3×3, stride 2 → 6×6×256") + 1] == "flatten 6×6×256 → 9,216-dimensional vector"
+    assert not any(line.startswith("dropout") for line in lines)
+    texts = " ".join(a.text for a in block_diagram(summary).layout.annotations)
+    assert "flatten" in texts and "9,216" in texts and "dropout" not in texts
+
+
+class FlattensInForward(nn.Module):
+    """A map flattened in forward() into a classifier that starts with an activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.ReLU(), nn.Linear(4 * 3 * 3, 5))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def test_flatten_is_shown_whatever_module_starts_the_classifier():
+    summary = S.summarize_module(FlattensInForward(), (3, 8, 8))
+    assert [b.kind for b in S.boxes(summary)] == ["input", "conv", "pool", "flatten", "fc", "softmax"]
+    assert S.walkthrough(summary)[3] == "flatten 3×3×4 → 36-dimensional vector"
+
+
+def test_overview_describes_the_selected_model_from_its_layers():
+    assert S.overview(S.summarize("vgg16", 224)) == (
+        "maps a 224×224×3 image to 1,000 class scores through 13 convolution layers (3×3 kernels), "
+        "5 max-pooling layers and 3 fully connected layers")
+    assert S.overview(S.summarize("alexnet", 227)) == (
+        "maps a 227×227×3 image to 1,000 class scores through 5 convolution layers (11×11, 5×5 and 3×3 "
+        "kernels), 3 max-pooling layers and 3 fully connected layers")
+    assert S.overview(S.summarize("resnet18", 224)) == (
+        "maps a 224×224×3 image to 1,000 class scores through 20 convolution layers (7×7, 3×3 and 1×1 "
+        "kernels) with 20 batch norms, 1 max-pooling layer, 1 global average pooling and 1 fully "
+        "connected layer")
+    stack, in_shape = preset("Tiny CNN (Fashion-MNIST)")
+    assert S.overview(S.summarize_stack(stack, in_shape)) == (
+        "maps a 28×28×1 image to 10 class scores through 2 convolution layers (3×3 kernels), "
+        "2 max-pooling layers and 1 fully connected layer")
+
+
+def test_largest_layer_of_one_kind():
+    resnet = S.summarize("resnet18", 224)
+    assert resnet.largest("params").label == "layer4.0.conv2"  # a convolution: not the fc layers' largest
+    assert resnet.largest("params", kind="fc").label == "fc"
+    assert S.summarize("vgg16", 224).largest("params", kind="fc").label == "fc1"
+    assert S.summarize_stack("conv3x4,relu,gap", (1, 8, 8)).largest("params", kind="fc") is None
+
+
+def test_chart_shares_never_round_to_0_or_100():
+    resnet = S.summarize("resnet18", 224)
+    share = resnet.share("conv", "macs")
+    assert 0.9996 < share < 0.9998
+    assert "<b>99.97%</b>" in macs_figure(resnet).layout.title.text
+    vgg = S.summarize("vgg16", 224)
+    params = params_figure(vgg)
+    conv1_2 = [r.label for r in vgg.layers if r.params].index("conv1_2")
+    assert "0.03%" in params.data[0].hovertext[conv1_2]
+    bars = share_figure(resnet)
+    conv = next(t for t in bars.data if t.name == "convolutions")
+    assert "99.97%" in conv.hovertext[1]
+
+
+def test_per_layer_charts_of_many_layers_are_horizontal_with_room_for_every_label():
+    resnet = S.summarize("resnet18", 224)
+    weighted = [r for r in resnet.layers if r.params or r.macs]
+    assert len(weighted) == 41
+    for figure, what in ((params_figure(resnet), "params"), (macs_figure(resnet), "macs")):
+        bars = figure.data[0]
+        assert bars.orientation == "h"
+        assert list(bars.y) == [r.label for r in weighted] and list(bars.x) == [getattr(r, what) for r in weighted]
+        assert figure.layout.yaxis.autorange == "reversed"  # the first layer at the top
+        margin = figure.layout.margin
+        pitch = (figure.layout.height - margin.t - margin.b) / len(weighted)
+        assert pitch >= 1.3 * figure.layout.yaxis.tickfont.size  # a line of label text per bar
+
+
+def test_shapes_are_written_through_notation():
+    for duplicate in ("shape_text", "approx", "megabytes"):
+        assert not hasattr(S, duplicate)  # one way to write them: cnnviz.notation
+    texts = " ".join(a.text for a in block_diagram(S.summarize("vgg16", 224)).layout.annotations)
+    assert "25,088" in texts and "4,096" in texts
