@@ -66,3 +66,23 @@ def test_chart_dict_is_not_copied_or_changed():
     assert figure.to_dict() is spec
     assert json.dumps(spec, sort_keys=True) == before
     assert json.loads(json.dumps(feature_map_spec(torch.zeros(3, 4))))["data"][0]["type"] == "image"
+
+
+def _selectable() -> None:
+    import plotly.graph_objects as go
+
+    from ui.show import chart
+
+    figure = go.Figure(data=[go.Scatter(x=[0, 1], y=[0, 1], mode="markers")])
+    chart(figure, key="pick", on_select="rerun", selection_mode="points", width="stretch")
+    chart(figure, key="look")
+
+
+def test_chart_passes_click_selection_through():
+    at = AppTest.from_function(_selectable, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    pick, look = at.get("plotly_chart")
+    assert list(pick.proto.selection_mode) == [pick.proto.SelectionMode.POINTS]
+    assert "pick" in at.session_state  # a widget: its selection comes back to the script
+    assert list(look.proto.selection_mode) == [] and "look" not in at.session_state

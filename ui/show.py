@@ -30,12 +30,16 @@ class PlainFigure(go.Figure):
 
 
 def chart(figure: dict[str, Any] | go.Figure, *, key: str | None = None, where: Any = st,
-          config: dict[str, Any] | None = None) -> None:
+          config: dict[str, Any] | None = None, on_select: Any = "ignore",
+          selection_mode: str | tuple[str, ...] = ("points", "box", "lasso"), width: Any = "stretch") -> None:
     """Draw a figure given as a plain plotly dict (cnnviz.figures.*_spec) or a go.Figure, without
-    plotly's mode bar. `where`: the container to draw in (st, a column, ...)."""
+    plotly's mode bar. `where`: the container to draw in (st, a column, ...). on_select,
+    selection_mode and width go to st.plotly_chart as they are (on_select="rerun" or a callback
+    makes clicks on the chart select; its selection is then in st.session_state[key])."""
     if isinstance(figure, dict):
         figure = PlainFigure(figure)
-    where.plotly_chart(figure, key=key, config=NO_MODEBAR if config is None else config)
+    where.plotly_chart(figure, key=key, config=NO_MODEBAR if config is None else config, on_select=on_select,
+                       selection_mode=selection_mode, width=width)
 
 
 def arithmetic_html(lines: list[tuple[str, str]]) -> str:
