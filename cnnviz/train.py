@@ -10,8 +10,12 @@ Built for speed on any device without per-sample Python work:
 - on CUDA: bfloat16 autocast, channels_last, non-blocking copies, a fused optimizer,
   cuDNN autotuning;
 - the host never waits for the device inside the loop: loss and accuracy are summed on the
-  device and read (one synchronisation) only a few times per second, when progress is
-  reported, and at evaluation points.
+  device (a `Meter`) and read (one synchronisation) only a few times per second, when progress
+  is reported, and at evaluation points; a `Stopwatch` counts the training time, evaluations
+  and pauses left out.
+
+The loop, `Trainer._train_epochs`, reads top to bottom: shuffle, then for each batch
+`train_step`, and at the meter's times a training point, at the evaluation times a test point.
 
 `Trainer(config, train_set, test_set).run()` trains and returns a `TrainResult`; a
 `Control` lets another thread pause, resume and stop it between steps; `on_progress` and
@@ -27,8 +31,8 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +41,7 @@ from torch import nn
 from .checkpoint import Checkpoint
 from .network import (DEFAULT_STACK, StackError, analyse, build_model, format_stack, parse_stack, shape_text,
                       totals)
+from .notation import megabytes, shape
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 OPTIMIZERS = ("adam", "sgd")
@@ -189,10 +194,6 @@ class TrainConfig:
               f"The number of CPU threads must be from 1 to 256, not {self.threads}.")
         return found
 
-    def with_optimizer(self, optimizer: str) -> TrainConfig:
-        """The config with another optimizer and that optimizer's default learning rate."""
-        return replace(self, optimizer=optimizer, lr=DEFAULT_LR.get(optimizer, self.lr))
-
 
 # ---------------------------------------------------------------------------- results
 
@@ -215,13 +216,6 @@ class History:
 
     def copy(self) -> History:
         return History(*(list(getattr(self, f)) for f in self.__dataclass_fields__))
-
-    def seconds_to_reach(self, accuracy: float) -> float | None:
-        """Training time until the test accuracy first reached `accuracy`, or None."""
-        for seconds, acc in zip(self.test_seconds, self.test_accuracy):
-            if acc >= accuracy:
-                return seconds
-        return None
 
 
 @dataclass
@@ -318,12 +312,9 @@ class MemoryEstimate:
     total_bytes: int
 
     def text(self) -> str:
-        return (f"about {_mb(self.total_bytes)}: data {_mb(self.data_bytes)}, model with gradients and "
-                f"optimizer state {_mb(self.model_bytes)}, activations of one batch {_mb(self.activation_bytes)}")
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
+        return (f"about {megabytes(self.total_bytes)}: data {megabytes(self.data_bytes)}, model with gradients "
+                f"and optimizer state {megabytes(self.model_bytes)}, activations of one batch "
+                f"{megabytes(self.activation_bytes)}")
 
 
 def estimate_memory(config: TrainConfig, in_shape: Sequence[int], n_train: int, n_test: int) -> MemoryEstimate:
@@ -347,7 +338,7 @@ def check_memory(config: TrainConfig, in_shape, n_train: int, n_test: int, devic
     if free is not None and estimate.total_bytes > MEMORY_HEADROOM * free:
         where = "the GPU" if device.type in ("cuda", "mps") else "this server"
         raise TrainError(
-            f"Training this stack needs {estimate.text()}, but {where} has only {_mb(free)} free. "
+            f"Training this stack needs {estimate.text()}, but {where} has only {megabytes(free)} free. "
             f"Use a smaller batch size, fewer filters or units, or pool earlier.")
     return estimate
 
@@ -375,7 +366,7 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 def augment(x: torch.Tensor, flip: bool, shift: int, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips (p = 1/2) and shifts of up to `shift` pixels (zeros come in),
     drawn independently for every image of the batch, all on x's device."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     gen_device = generator.device
     if flip:
         flips = torch.rand(n, generator=generator, device=gen_device).to(x.device) < 0.5
@@ -429,6 +420,80 @@ def out_of_memory_message(config: TrainConfig, device: torch.device) -> str:
             f"or wait until fewer people are training.")
 
 
+# ---------------------------------------------------------------------------- measuring
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until the device has done all the work queued on it (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class Stopwatch:
+    """Training time: it runs while steps run and stands still during evaluations and pauses.
+
+    Stopping it waits for the device, so that the steps the host has queued are counted when
+    they are done, not when they were queued.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = 0.0  # up to the last stop
+        self._since: float | None = None  # while running: when it was started
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            synchronize(self.device)
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def elapsed(self) -> float:
+        """Training seconds as the host sees them now, without waiting for the device."""
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self.seconds + running
+
+
+class Meter:
+    """The training loss and accuracy, summed on the device step after step so that the host
+    never waits for a step, and read a few times per second of training (every `every_s`).
+
+    A read follows a stop of the stopwatch, the one synchronisation: the two numbers then
+    come over without waiting.
+    """
+
+    def __init__(self, device: torch.device, every_s: float):
+        self.every_s = every_s
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.images = 0  # since the last read
+        self.read_at = 0.0  # training seconds at the last read
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """One step's mean loss and predictions; queued on the device, nothing is read."""
+        self.loss_sum += loss.detach() * len(labels)
+        self.correct += (logits.argmax(1) == labels).sum()
+        self.images += len(labels)
+
+    def due(self, train_seconds: float) -> bool:
+        return train_seconds - self.read_at >= self.every_s
+
+    def read(self, train_seconds: float) -> tuple[float, float, float]:
+        """Mean loss, accuracy and images per second of training since the last read; then
+        starts over."""
+        images = max(self.images, 1)
+        loss, accuracy = self.loss_sum.item() / images, self.correct.item() / images
+        rate = self.images / max(train_seconds - self.read_at, 1e-9)
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        self.images, self.read_at = 0, train_seconds
+        return loss, accuracy, rate
+
+
 # ---------------------------------------------------------------------------- trainer
 
 
@@ -466,8 +531,8 @@ class Trainer:
         self.test_x, self.test_y = _split(test_set, "test")
         self.in_shape = tuple(int(s) for s in self.train_x.shape[1:])
         if tuple(self.test_x.shape[1:]) != self.in_shape:
-            raise TrainError(f"The test images are {shape_text(self.test_x.shape[1:])}, the training images "
-                             f"{shape_text(self.in_shape)}.")
+            raise TrainError(f"The test images are {shape(self.test_x.shape[1:])}, the training images "
+                             f"{shape(self.in_shape)}.")
         self.classes = list(classes if classes is not None else getattr(train_set, "classes", []))
         if not self.classes:
             self.classes = [str(k) for k in range(int(self.train_y.max()) + 1)]
@@ -496,8 +561,9 @@ class Trainer:
         # channels_last: cuDNN's tensor-core kernels and oneDNN's CPU kernels are both faster
         # with it (1.5-2x for the tiny default stack on a CPU core).
         self.channels_last = self.device.type in ("cuda", "cpu")
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         cuda = self.device.type == "cuda"
-        self.autocast = dict(device_type="cuda", dtype=torch.bfloat16, enabled=True) if cuda else None
+        self.autocast = {"device_type": "cuda", "dtype": torch.bfloat16, "enabled": True} if cuda else None
 
     # -------------------------------------------------------------- the run
 
@@ -515,7 +581,7 @@ class Trainer:
         raise TrainError(out_of_memory_message(self.config, self.device))
 
     def _release_memory(self) -> None:
-        for name in ("train_x_dev", "train_y_dev", "test_x_dev", "test_y_dev", "model", "optimizer"):
+        for name in ("train_x_dev", "train_y_dev", "test_x_dev", "test_y_dev", "model", "optimizer", "meter"):
             self.__dict__.pop(name, None)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -534,215 +600,228 @@ class Trainer:
             torch.set_num_threads(threads_before)
 
     def _train(self) -> TrainResult:
-        cfg, device = self.config, self.device
-        cuda = device.type == "cuda"
-        check_memory(cfg, self.in_shape, len(self.train_y), len(self.test_y), device)
-        start_wall = time.perf_counter()
-        if cuda:
-            torch.backends.cudnn.benchmark = True
-
-        model = seeded_model(cfg.stack, self.in_shape, cfg.seed).to(device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        pin = cuda
-        self.train_x_dev = (self.train_x.pin_memory() if pin else self.train_x).to(device, non_blocking=True)
-        self.train_y_dev = (self.train_y.pin_memory() if pin else self.train_y).to(device, non_blocking=True)
-        self.test_x_dev = (self.test_x.pin_memory() if pin else self.test_x).to(device, non_blocking=True)
-        self.test_y_dev = (self.test_y.pin_memory() if pin else self.test_y).to(device, non_blocking=True)
-
-        params = model.parameters()
-        if cfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                         **({"fused": True} if cuda else {}))
-        else:
-            optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                        **({"fused": True} if cuda else {}))
-        self.optimizer = optimizer
-        total_steps = self.total_steps
-
-        def lr_at(step: int) -> float:
-            if cfg.schedule == "cosine":
-                return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-            return cfg.lr
-
-        perm_generator = torch.Generator().manual_seed(cfg.seed)
-        aug_generator = _generator(device, cfg.seed + 1)
-        history = History()
-        reports: list[EpochReport] = []
-        n, batch = len(self.train_y), self.batch_size
-        steps_per_epoch = self.steps_per_epoch
-        eval_steps = {round(steps_per_epoch * (i + 1) / cfg.evals_per_epoch) for i in range(cfg.evals_per_epoch)}
-        loss_sum = torch.zeros((), device=device)
-        correct_sum = torch.zeros((), dtype=torch.int64, device=device)
-        window_images = 0
-        step = images_seen = 0
-        train_seconds = 0.0  # excludes evaluations and pauses
-        eval_seconds: list[float] = []
-        last_test: tuple[float, float] | None = None
-        stopped = False
-        recent_rate = 0.0
-        control = self.control
-
-        def publish(phase: str, clock: float) -> None:
-            if self.on_progress is None:
-                return
-            done = step / total_steps if total_steps else 1.0
-            rate_train = train_seconds / step if step else None
-            eta = None
-            if rate_train is not None and phase != "done":
-                evals_left = (total_steps - step) / steps_per_epoch * cfg.evals_per_epoch
-                eval_time = sum(eval_seconds) / len(eval_seconds) if eval_seconds else 0.0
-                eta = (total_steps - step) * rate_train + evals_left * eval_time
-                if cfg.time_limit_s is not None:
-                    eta = min(eta, max(0.0, cfg.time_limit_s - train_seconds))
-            self.on_progress(TrainProgress(
-                epoch=done * cfg.epochs, epochs=cfg.epochs, step=step, steps=total_steps, images_seen=images_seen,
-                images_per_s=recent_rate, train_seconds=train_seconds, elapsed_s=clock - start_wall, eta_s=eta,
-                phase=phase), history)
-
-        def evaluate_now(epoch_float: float, full_report: int | None) -> None:
-            nonlocal last_test
-            t0 = time.perf_counter()
-            publish("evaluating", t0)
-            loss, acc, confusion, probs = self.evaluate(model)
-            last_test = (loss, acc)
-            history.test_epoch.append(epoch_float)
-            history.test_loss.append(loss)
-            history.test_accuracy.append(acc)
-            history.test_seconds.append(train_seconds)
-            if full_report is not None:
-                idx = self.sample_index
-                report = EpochReport(
-                    epoch=full_report, test_loss=loss, test_accuracy=acc, confusion=confusion,
-                    sample_images=self.test_x[idx].clone(), sample_labels=self.test_y[idx].clone(),
-                    sample_predictions=probs.argmax(1), sample_probabilities=probs.max(1).values,
-                    filters=_first_conv_weight(model))
-                reports.append(report)
-                if self.on_epoch is not None:
-                    self.on_epoch(report)
-            eval_seconds.append(time.perf_counter() - t0)
-
-        if cfg.eval_at_start:
-            evaluate_now(0.0, 0)
-        model.train()
-        segment_start = time.perf_counter()  # start of the current timed stretch of training
-        window_start, window_start_seen = segment_start, 0
-        next_report = segment_start + cfg.report_every_s
-        publish("training", segment_start)
-
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(n, generator=perm_generator)
-            if device.type != "cpu":
-                perm = perm.pin_memory().to(device, non_blocking=True) if cuda else perm.to(device)
-            for b in range(steps_per_epoch):
-                if control.pause_requested or control.stop_requested:
-                    if control.pause_requested and not control.stop_requested:
-                        train_seconds += self._sync_and_clock(segment_start)
-                        publish("paused", time.perf_counter())
-                        control.wait_while_paused()
-                        segment_start = time.perf_counter()
-                        window_start, window_start_seen = segment_start, images_seen
-                        next_report = segment_start + cfg.report_every_s
-                    if control.stop_requested:
-                        stopped = True
-                        break
-                idx = perm[b * batch:(b + 1) * batch] if b < steps_per_epoch - 1 else perm[b * batch:]
-                x = self.train_x_dev[idx]
-                y = self.train_y_dev[idx]
-                x = x.to(torch.float32, memory_format=torch.channels_last if self.channels_last else
-                         torch.contiguous_format).mul_(1.0 / 255.0)
-                if cfg.flip or cfg.shift:
-                    x = augment(x, cfg.flip, cfg.shift, aug_generator)
-                    if self.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                if cfg.schedule != "constant":
-                    lr = lr_at(step)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                if self.autocast is not None:
-                    with torch.autocast(**self.autocast):
-                        logits = model(x)
-                else:
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    count = y.shape[0]
-                    loss_sum += loss.detach() * count
-                    correct_sum += (logits.argmax(1) == y).sum()
-                step += 1
-                images_seen += count
-                window_images += count
-
-                now = time.perf_counter()
-                at_eval = (b + 1) in eval_steps
-                over_time = cfg.time_limit_s is not None and train_seconds + (now - segment_start) >= cfg.time_limit_s
-                if now >= next_report or at_eval or over_time:
-                    # one synchronisation: read the sums accumulated on the device
-                    mean_loss = loss_sum.item() / window_images
-                    accuracy = correct_sum.item() / window_images
-                    loss_sum.zero_()
-                    correct_sum.zero_()
-                    now = time.perf_counter()
-                    recent_rate = (images_seen - window_start_seen) / max(now - window_start, 1e-9)
-                    window_start, window_start_seen = now, images_seen
-                    history.train_epoch.append(epoch + (b + 1) / steps_per_epoch)
-                    history.train_loss.append(mean_loss)
-                    history.train_accuracy.append(accuracy)
-                    window_images = 0
-                    train_seconds += now - segment_start
-                    segment_start = now
-                    over_time = cfg.time_limit_s is not None and train_seconds >= cfg.time_limit_s
-                    if at_eval or over_time:
-                        full = epoch + 1 if (b + 1 == steps_per_epoch or over_time) else None
-                        evaluate_now(epoch + (b + 1) / steps_per_epoch, full)
-                        model.train()
-                        segment_start = time.perf_counter()
-                        window_start = segment_start
-                    publish("training", time.perf_counter())
-                    next_report = time.perf_counter() + cfg.report_every_s
-                    if over_time:
-                        stopped = True
-                        break
-            if stopped:
-                break
-
-        if window_images:  # stopped between reports: the last partial window
-            train_seconds += self._sync_and_clock(segment_start)
-            history.train_epoch.append(step / steps_per_epoch)
-            history.train_loss.append(loss_sum.item() / window_images)
-            history.train_accuracy.append(correct_sum.item() / window_images)
-            window_images = 0
-        if step and (not history.test_epoch or history.test_epoch[-1] < step / steps_per_epoch - 1e-9):
-            # stopped mid-epoch: one last evaluation so that the model's accuracy is known
-            evaluate_now(step / steps_per_epoch, math.ceil(step / steps_per_epoch))
-        model.eval()
-        cpu_model = model.to("cpu", memory_format=torch.contiguous_format)
-        test_loss, test_acc = last_test if last_test else (None, None)
-        metrics = {"epochs": step / steps_per_epoch, "train_seconds": train_seconds,
-                   "images_per_s": images_seen / train_seconds if train_seconds else 0.0}
-        if test_acc is not None:
-            metrics.update(test_accuracy=test_acc, test_loss=test_loss)
-        checkpoint = Checkpoint.from_model(cpu_model, format_stack_text(cfg.stack), self.in_shape, self.classes,
-                                           self.dataset, metrics)
-        publish("done", time.perf_counter())
-        result = TrainResult(
-            model=cpu_model, history=history, reports=reports, test_accuracy=test_acc, test_loss=test_loss,
-            epochs_done=step / steps_per_epoch, stopped=stopped, train_seconds=train_seconds,
-            images_per_s=images_seen / train_seconds if train_seconds else 0.0, device=device.type,
-            checkpoint=checkpoint)
+        check_memory(self.config, self.in_shape, len(self.train_y), len(self.test_y), self.device)
+        self._set_up()
+        if self.config.eval_at_start:
+            self._test_point(0.0, report_epoch=0)  # the untrained model: chance level
+        stopped = self._train_epochs()
+        self._finish()
+        result = self._result(stopped)
         self._release_memory()
         return result
 
-    def _sync_and_clock(self, since: float) -> float:
+    def _train_epochs(self) -> bool:
+        """The training loop: steps, a training point whenever the meter is due, test points
+        `evals_per_epoch` times per epoch. The host waits for the device only at those points
+        and at a pause. True when stopped early (by request or by the time limit)."""
+        cfg, control, clock, meter = self.config, self.control, self.clock, self.meter
+        steps = self.steps_per_epoch
+        test_after = {round(steps * (i + 1) / cfg.evals_per_epoch) for i in range(cfg.evals_per_epoch)}
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.model.train()
+        clock.start()
+        self._publish("training")
+        for epoch in range(cfg.epochs):
+            order = self._shuffled(shuffle)
+            for b in range(steps):
+                if (control.pause_requested or control.stop_requested) and not self._carry_on():
+                    return True
+                self.train_step(*self._batch(order, b))
+                seconds = clock.elapsed()  # no waiting for the device
+                at_test, over_time = b + 1 in test_after, self._over_time(seconds)
+                if at_test or over_time or meter.due(seconds):
+                    where = epoch + (b + 1) / steps
+                    self._training_point(where)  # the host waits for the device here
+                    over_time = self._over_time(clock.seconds)
+                    if at_test or over_time:
+                        last = b + 1 == steps or over_time
+                        self._test_point(where, report_epoch=epoch + 1 if last else None)
+                    clock.start()
+                    self._publish("training")
+                    if over_time:
+                        return True
+        return False
+
+    def _finish(self) -> None:
+        """After the last step: the last training window, and a test point if the last step had none."""
+        self.clock.stop()
+        if self.meter.images:  # stopped between two reads
+            self._training_point(self.epochs_done)
+        tested = self.history.test_epoch and self.history.test_epoch[-1] >= self.epochs_done - 1e-9
+        if self.steps_done and not tested:  # stopped mid-epoch: the model's accuracy must be known
+            self._test_point(self.epochs_done, report_epoch=math.ceil(self.epochs_done))
+
+    def _result(self, stopped: bool) -> TrainResult:
+        """The trained model, on the CPU in eval mode, with its curves, reports and checkpoint."""
+        model = self.model.eval().to("cpu", memory_format=torch.contiguous_format)
+        test_loss, test_accuracy = self.last_test or (None, None)
+        seconds = self.clock.seconds
+        images_per_s = self.images_seen / seconds if seconds else 0.0
+        metrics = {"epochs": self.epochs_done, "train_seconds": seconds, "images_per_s": images_per_s}
+        if test_accuracy is not None:
+            metrics.update(test_accuracy=test_accuracy, test_loss=test_loss)
+        checkpoint = Checkpoint.from_model(model, format_stack_text(self.config.stack), self.in_shape, self.classes,
+                                           self.dataset, metrics)
+        self._publish("done")
+        return TrainResult(
+            model=model, history=self.history, reports=self.reports, test_accuracy=test_accuracy,
+            test_loss=test_loss, epochs_done=self.epochs_done, stopped=stopped, train_seconds=seconds,
+            images_per_s=images_per_s, device=self.device.type, checkpoint=checkpoint)
+
+    # -------------------------------------------------------------- set-up
+
+    def _set_up(self) -> None:
+        """The model, its optimizer and the data on the device; the run's clock, meter and curves."""
+        cfg, device = self.config, self.device
+        self.started = time.perf_counter()
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        model = seeded_model(cfg.stack, self.in_shape, cfg.seed).to(device)
+        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        self.train_x_dev, self.train_y_dev = self._to_device(self.train_x), self._to_device(self.train_y)
+        self.test_x_dev, self.test_y_dev = self._to_device(self.test_x), self._to_device(self.test_y)
+        self.optimizer = self._optimizer()
+        self.augment_generator = _generator(device, cfg.seed + 1)
+        self.clock = Stopwatch(device)
+        self.meter = Meter(device, cfg.report_every_s)
+        self.history, self.reports = History(), []
+        self.steps_done = self.images_seen = 0
+        self.recent_images_per_s = 0.0  # over the last training window
+        self.eval_seconds: list[float] = []
+        self.last_test: tuple[float, float] | None = None  # (loss, accuracy)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A copy on the device (the tensor itself on the CPU); on CUDA from pinned memory."""
+        pinned = tensor.pin_memory() if self.device.type == "cuda" else tensor
+        return pinned.to(self.device, non_blocking=True)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, **fused)
+
+    @property
+    def epochs_done(self) -> float:
+        return self.steps_done / self.steps_per_epoch
+
+    # -------------------------------------------------------------- steps
+
+    def _shuffled(self, generator: torch.Generator) -> torch.Tensor:
+        """An epoch's order of the training images, on the device."""
+        order = torch.randperm(len(self.train_y), generator=generator)
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        elif self.device.type == "mps":
-            torch.mps.synchronize()
-        return time.perf_counter() - since
+            return order.pin_memory().to(self.device, non_blocking=True)
+        return order.to(self.device)
+
+    def _batch(self, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch b of an epoch's order (the last one takes the images left): pixels in [0, 1],
+        augmented when asked, and labels, made on the device."""
+        cfg, size = self.config, self.batch_size
+        index = order[b * size:(b + 1) * size] if b < self.steps_per_epoch - 1 else order[b * size:]
+        x = self._pixels(self.train_x_dev[index])
+        if cfg.flip or cfg.shift:
+            x = augment(x, cfg.flip, cfg.shift, self.augment_generator)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.train_y_dev[index]
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One gradient step on a batch. Its loss and accuracy go to the meter, on the device:
+        nothing here makes the host wait."""
+        if self.config.schedule != "constant":
+            lr = self._learning_rate(self.steps_done)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        logits = self._scores(self.model, x)
+        loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.meter.add(loss, logits, y)
+        self.steps_done += 1
+        self.images_seen += len(y)
+
+    def _learning_rate(self, step: int) -> float:
+        cfg, steps = self.config, self.total_steps
+        if cfg.schedule == "cosine":  # from lr down to 0 at the last step
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+        return cfg.lr
+
+    def _carry_on(self) -> bool:
+        """Between two steps, when a pause or a stop was asked for: wait out a pause (the
+        clock stands still); False when training must stop."""
+        control = self.control
+        if control.pause_requested and not control.stop_requested:
+            self.clock.stop()
+            self._publish("paused")
+            control.wait_while_paused()
+            if not control.stop_requested:
+                self.clock.start()
+        return not control.stop_requested
+
+    def _over_time(self, train_seconds: float) -> bool:
+        limit = self.config.time_limit_s
+        return limit is not None and train_seconds >= limit
+
+    # -------------------------------------------------------------- reports
+
+    def _training_point(self, epoch: float) -> None:
+        """Stops the clock (the host waits for the device) and adds the meter's reading to the
+        training curves."""
+        self.clock.stop()
+        loss, accuracy, self.recent_images_per_s = self.meter.read(self.clock.seconds)
+        self.history.train_epoch.append(epoch)
+        self.history.train_loss.append(loss)
+        self.history.train_accuracy.append(accuracy)
+
+    def _test_point(self, epoch: float, report_epoch: int | None) -> None:
+        """A test-set evaluation (not counted as training time) added to the test curves; at the
+        end of epoch `report_epoch` (0: before training) also an EpochReport for `on_epoch`."""
+        started = time.perf_counter()
+        self._publish("evaluating")
+        was_training = self.model.training
+        loss, accuracy, confusion, probabilities = self.evaluate(self.model)
+        self.model.train(was_training)
+        self.last_test = (loss, accuracy)
+        self.history.test_epoch.append(epoch)
+        self.history.test_loss.append(loss)
+        self.history.test_accuracy.append(accuracy)
+        self.history.test_seconds.append(self.clock.seconds)
+        if report_epoch is not None:
+            sample = self.sample_index
+            report = EpochReport(
+                epoch=report_epoch, test_loss=loss, test_accuracy=accuracy, confusion=confusion,
+                sample_images=self.test_x[sample].clone(), sample_labels=self.test_y[sample].clone(),
+                sample_predictions=probabilities.argmax(1), sample_probabilities=probabilities.max(1).values,
+                filters=_first_conv_weight(self.model))
+            self.reports.append(report)
+            if self.on_epoch is not None:
+                self.on_epoch(report)
+        self.eval_seconds.append(time.perf_counter() - started)
+
+    def _publish(self, phase: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self._progress(phase), self.history)
+
+    def _progress(self, phase: str) -> TrainProgress:
+        """Where the run stands; the time left counts the evaluations still to come."""
+        cfg, step, steps = self.config, self.steps_done, self.total_steps
+        seconds = self.clock.seconds
+        eta = None
+        if step and phase != "done":
+            evals_left = (steps - step) / self.steps_per_epoch * cfg.evals_per_epoch
+            eval_time = sum(self.eval_seconds) / len(self.eval_seconds) if self.eval_seconds else 0.0
+            eta = (steps - step) * seconds / step + evals_left * eval_time
+            if cfg.time_limit_s is not None:
+                eta = min(eta, max(0.0, cfg.time_limit_s - seconds))
+        done = step / steps if steps else 1.0
+        return TrainProgress(
+            epoch=done * cfg.epochs, epochs=cfg.epochs, step=step, steps=steps, images_seen=self.images_seen,
+            images_per_s=self.recent_images_per_s, train_seconds=seconds, elapsed_s=time.perf_counter() - self.started,
+            eta_s=eta, phase=phase)
 
     # -------------------------------------------------------------- evaluation
 
@@ -770,12 +849,19 @@ class Trainer:
         return loss, float(confusion.diagonal().sum()) / n, confusion, probs.cpu()
 
     def _forward(self, model: nn.Module, x_uint8: torch.Tensor) -> torch.Tensor:
-        x = x_uint8.to(torch.float32, memory_format=torch.channels_last if self.channels_last else
-                       torch.contiguous_format).mul_(1.0 / 255.0)
-        if self.autocast is not None:
-            with torch.autocast(**self.autocast):
-                return model(x).float()
-        return model(x).float()
+        """float32 class scores of uint8 images."""
+        return self._scores(model, self._pixels(x_uint8)).float()
+
+    def _pixels(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32 in [0, 1] (as Checkpoint.prepare), in the trainer's memory format."""
+        return x_uint8.to(torch.float32, memory_format=self.memory_format).mul_(1.0 / 255.0)
+
+    def _scores(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The model's class scores, under bfloat16 autocast on CUDA."""
+        if self.autocast is None:
+            return model(x)
+        with torch.autocast(**self.autocast):
+            return model(x)
 
 
 def format_stack_text(stack: str) -> str:

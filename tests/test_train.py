@@ -6,6 +6,7 @@ and CUDA when the machine has one."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from cnnviz.data import load_images
 from cnnviz.train import (
     DEFAULT_STACK,
     Control,
+    Meter,
+    Stopwatch,
     TrainConfig,
     Trainer,
     TrainError,
@@ -76,7 +79,6 @@ def test_config_problems_are_listed():
     for expected in ("epochs must be from 1", "batch size must be from 1", "'adam' or 'sgd'",
                      "learning rate must be above 0", "shift must be from 0 to 8"):
         assert expected in text
-    assert TrainConfig().with_optimizer("sgd").lr == 0.05
     with pytest.raises(TrainError, match="epochs must be"):
         Trainer(TrainConfig(epochs=0), (torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4)),
                 (torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4)))
@@ -85,13 +87,13 @@ def test_config_problems_are_listed():
 def test_bad_stacks_and_data_are_explained_before_training(small):
     tr, te = small
     # 28 -> conv stride 8: 4 -> 2 -> 1 -> a 2x2 window no longer fits
-    with pytest.raises(TrainError, match="Layer 5 maxpool 2x2: its input is 1x1, smaller than the 2x2 window"):
+    with pytest.raises(TrainError, match="Layer 5 maxpool 2×2: its input is 1×1, smaller than the 2×2 window"):
         Trainer(cpu_config(stack="conv3x4/s8,relu,maxpool2,maxpool2,maxpool2,flatten,fc10"), tr, te)
     with pytest.raises(TrainError, match="ends in 5 outputs, but the data has 10 classes: end the stack with fc10"):
         Trainer(cpu_config(stack="conv3x4,relu,flatten,fc5"), tr, te)
     with pytest.raises(TrainError, match="uint8 tensor"):
         Trainer(cpu_config(), (tr[0].float(), tr[1]), te)
-    with pytest.raises(TrainError, match="test images are 1x20x20"):
+    with pytest.raises(TrainError, match="test images are 20×20×1, the training images 28×28×1"):
         Trainer(cpu_config(), tr, (te[0][:, :, :20, :20], te[1]))
 
 
@@ -141,6 +143,46 @@ def test_class_examples_picks_the_first_image_of_each_class():
     assert class_examples(labels, 4, count=3).tolist() == [3, 1, 4]
     assert class_examples(labels, 4).tolist() == [3, 1, 4, 0, 2, 5, 6]  # fewer classes than places: more images
     assert class_examples(labels, 2, count=5).tolist() == [3, 1, 0, 2, 4]
+
+
+def test_meter_gives_the_mean_loss_accuracy_and_rate_of_each_window():
+    torch.manual_seed(0)
+    meter = Meter(torch.device("cpu"), every_s=0.25)
+    batches = [(torch.randn(n, 10), torch.randint(0, 10, (n,))) for n in (64, 64, 17)]
+    for logits, labels in batches:
+        meter.add(F.cross_entropy(logits, labels), logits, labels)
+    assert not meter.due(0.24) and meter.due(0.25)
+    loss, accuracy, rate = meter.read(train_seconds=2.0)
+    logits, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    assert loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)  # per image, not per batch
+    assert accuracy == int((logits.argmax(1) == labels).sum()) / 145
+    assert rate == 145 / 2.0
+    # the next window starts from zero, at the time of the read
+    meter.add(F.cross_entropy(logits[:10], labels[:10]), logits[:10], labels[:10])
+    assert not meter.due(2.2) and meter.due(2.25)
+    loss, accuracy, rate = meter.read(train_seconds=3.0)
+    assert loss == pytest.approx(F.cross_entropy(logits[:10], labels[:10]).item(), rel=1e-6)
+    assert accuracy == int((logits[:10].argmax(1) == labels[:10]).sum()) / 10 and rate == 10.0
+
+
+def test_stopwatch_leaves_out_the_time_it_is_stopped():
+    clock = Stopwatch(torch.device("cpu"))
+    t0 = time.perf_counter()
+    clock.start()
+    time.sleep(0.05)
+    clock.stop()
+    t1 = time.perf_counter()
+    first = clock.seconds
+    assert 0.05 <= first <= t1 - t0
+    time.sleep(0.1)  # an evaluation or a pause
+    assert clock.elapsed() == clock.seconds == first
+    t2 = time.perf_counter()
+    clock.start()
+    time.sleep(0.05)
+    assert first + 0.05 <= clock.elapsed() and clock.seconds == first  # running: seen, not yet added
+    clock.stop()
+    t3 = time.perf_counter()
+    assert first + 0.05 <= clock.seconds <= (t1 - t0) + (t3 - t2)
 
 
 # ---------------------------------------------------------------------------- training
@@ -246,15 +288,23 @@ def test_time_limit_stops_training(small):
     assert 0.3 <= result.train_seconds < 5
 
 
-def test_out_of_memory_becomes_a_message(small, monkeypatch):
+def test_out_of_memory_becomes_a_message_and_frees_the_device(small):
     tr, te = small
+    trainer = Trainer(cpu_config(stack=SMALL_STACK), tr, te)
+    steps = []
 
-    def no_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    def no_memory_at_the_second_step(x, y):
+        # the failure is this trainer's alone: other threads keep torch's own functions
+        steps.append(len(y))
+        if len(steps) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", no_memory)
+    trainer.train_step = no_memory_at_the_second_step
     with pytest.raises(TrainError, match="ran out of memory while training \\(batch size 64\\).*smaller batch size"):
-        train(cpu_config(stack=SMALL_STACK), tr, te)
+        trainer.run()
+    assert steps == [64, 64]
+    for name in ("model", "optimizer", "train_x_dev", "test_x_dev"):
+        assert not hasattr(trainer, name), name  # the device memory goes back for the next job
 
 
 def test_engine_trains_on_the_best_device_present(small):
