@@ -88,37 +88,59 @@ def _prewitt_x() -> torch.Tensor:
     return torch.tensor([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], dtype=torch.float64)
 
 
+def _identity(kernel: int, seed: int) -> torch.Tensor:
+    w = torch.zeros(kernel, kernel, dtype=torch.float64)
+    # The tap that 'same' padding lines up with the output pixel; for an even kernel torch
+    # pads the extra zero after, so that is (k - 1) // 2, not k // 2.
+    c = (kernel - 1) // 2
+    w[c, c] = 1
+    return w
+
+
+def _fixed(make):
+    """A 3x3 filter defined by its numbers."""
+    def filter_of(kernel: int, seed: int) -> torch.Tensor:
+        if kernel != 3:
+            raise ValueError("This filter is defined as 3x3; set the kernel size to 3 to use it.")
+        return make()
+    return filter_of
+
+
+@dataclass(frozen=True)
+class FilterPreset:
+    """A named k×k filter with the bias that belongs to it: the lecture's filter comes with its
+    bias +1; an edge detector has bias 0 (a bias would only shift the whole edge map)."""
+
+    make: object  # (kernel, seed) -> (k, k) tensor; ValueError when it has no k×k form
+    bias: float = 0.0
+    note: str = ""
+
+
+FILTER_PRESETS: dict[str, FilterPreset] = {
+    "lecture": FilterPreset(_fixed(lambda: LECTURE_FILTER.clone()), LECTURE_BIAS, "the slide's filter, bias +1"),
+    "identity": FilterPreset(_identity, 0.0, "copies the input"),
+    "box blur": FilterPreset(lambda k, seed: torch.full((k, k), 1.0 / (k * k), dtype=torch.float64), 0.0,
+                             "the mean of the window"),
+    "sharpen": FilterPreset(_fixed(lambda: torch.tensor([[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+                                                        dtype=torch.float64))),
+    "sobel (vertical edges)": FilterPreset(_fixed(_sobel_x)),
+    "sobel (horizontal edges)": FilterPreset(_fixed(lambda: _sobel_x().T.contiguous())),
+    "prewitt (vertical edges)": FilterPreset(_fixed(_prewitt_x)),
+    "prewitt (horizontal edges)": FilterPreset(_fixed(lambda: _prewitt_x().T.contiguous())),
+    "random": FilterPreset(lambda k, seed: torch.randint(-2, 3, (k, k), generator=torch.Generator().manual_seed(seed))
+                           .to(torch.float64)),
+}
+
+
 def filter_preset(name: str, kernel: int, seed: int = 0) -> torch.Tensor:
-    """A k x k filter by name. Sharpen, Sobel and Prewitt are defined for k = 3 only."""
-    if name == "identity":
-        w = torch.zeros(kernel, kernel, dtype=torch.float64)
-        # The tap that 'same' padding lines up with the output pixel; for an even kernel torch
-        # pads the extra zero after, so that is (k - 1) // 2, not k // 2.
-        c = (kernel - 1) // 2
-        w[c, c] = 1
-        return w
-    if name == "box blur":
-        return torch.full((kernel, kernel), 1.0 / (kernel * kernel), dtype=torch.float64)
-    if name == "random":
-        generator = torch.Generator().manual_seed(seed)
-        return torch.randint(-2, 3, (kernel, kernel), generator=generator).to(torch.float64)
-    fixed = {
-        "sharpen": lambda: torch.tensor([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=torch.float64),
-        "sobel (vertical edges)": _sobel_x,
-        "sobel (horizontal edges)": lambda: _sobel_x().T.contiguous(),
-        "prewitt (vertical edges)": _prewitt_x,
-        "prewitt (horizontal edges)": lambda: _prewitt_x().T.contiguous(),
-        "lecture": lambda: LECTURE_FILTER.clone(),
-    }
-    if name not in fixed:
+    """A k x k filter by name (FILTER_PRESETS). Sharpen, Sobel, Prewitt and the lecture's filter are
+    defined for k = 3 only: ValueError otherwise, with what to do."""
+    if name not in FILTER_PRESETS:
         raise KeyError(f"Unknown filter preset {name!r}.")
-    if kernel != 3:
-        raise ValueError(f"The {name} filter is defined as 3x3; set the kernel size to 3 to use it.")
-    return fixed[name]()
-
-
-FILTER_PRESETS = ("lecture", "identity", "box blur", "sharpen", "sobel (vertical edges)",
-                  "sobel (horizontal edges)", "prewitt (vertical edges)", "prewitt (horizontal edges)", "random")
+    try:
+        return FILTER_PRESETS[name].make(kernel, seed)
+    except ValueError:
+        raise ValueError(f"The {name} filter is defined as 3x3; set the kernel size to 3 to use it.") from None
 
 
 def random_grid(channels: int, height: int, width: int, seed: int = 0, low: int = -2, high: int = 3) -> torch.Tensor:

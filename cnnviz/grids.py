@@ -18,6 +18,9 @@ import torch
 
 # Big enough for any grid a person reads cell by cell; larger inputs belong to images.
 MAX_GRID_SIDE = 16
+# Large enough for any worked example, small enough that every sum of products stays exact to
+# the digits shown (and finite: 1e308 · 2 would be inf).
+MAX_MAGNITUDE = 1e6
 
 _ROW_SPLIT = re.compile(r"[;\n]+")
 _ENTRY_SPLIT = re.compile(r"[,\s]+")
@@ -44,8 +47,9 @@ def parse_grid(text: str, name: str = "grid", max_side: int = MAX_GRID_SIDE) -> 
                 raise GridError(
                     f"The {name} has '{entry}' in row {r}, column {c}: that is not a number."
                 ) from None
-            if not math.isfinite(value):
-                raise GridError(f"The {name} has '{entry}' in row {r}, column {c}: use a finite number.")
+            if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+                raise GridError(f"The {name} has '{entry}' in row {r}, column {c}: use a number between "
+                                f"−{MAX_MAGNITUDE:,.0f} and {MAX_MAGNITUDE:,.0f}.")
             parsed.append(value)
         if values and len(parsed) != len(values[0]):
             raise GridError(

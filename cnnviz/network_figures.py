@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from PIL import Image, ImageOps
 
+from . import notation
 from .network import LayerInfo, unit_receptive_field
 from .pictures import data_url, png
 
@@ -30,12 +31,7 @@ def _png_source(image: Image.Image) -> str:
     return data_url(png(image))
 
 
-def lecture_shape(shape: Sequence[int]) -> str:
-    """As the lecture writes a tensor: (64, 224, 224) -> '224×224×64' (m × l × d); a vector (n,) -> 'n'."""
-    if len(shape) == 3:
-        channels, height, width = shape
-        return f"{height}×{width}×{channels}"
-    return f"{shape[0]:,}"
+lecture_shape = notation.shape  # as the lecture writes a tensor: (64, 224, 224) -> '224×224×64'; (n,) -> 'n'.
 
 
 def layer_rows(infos: Sequence[LayerInfo], receptive_field: bool = False) -> list[dict]:
@@ -57,33 +53,36 @@ def spatial_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
 
 
 def shapes_figure(infos: Sequence[LayerInfo], height_px: int = 400) -> go.Figure:
-    """Height of the feature maps (falling) and number of channels (rising), layer by layer."""
+    """Two panels over the same layers: the height m of the feature maps (falling, top) and the
+    number of channels d (rising, bottom), each bar labelled with the map's shape m×l×d.
+
+    Two panels rather than two axes on one: nothing is drawn over a label, and each axis ticks
+    at round numbers of its own quantity."""
     maps = [(0, "input", infos[0].in_shape)] if len(infos[0].in_shape) == 3 else []
     maps += [(info.number, f"{info.number}. {info.spec.token}", info.out_shape) for info in spatial_layers(infos)
-             if info.kind in ("conv", "maxpool", "meanpool")]
+             if info.spec.layer_kind.window]
     labels = [label for _, label, _ in maps]
     sides = [shape[1] for *_, shape in maps]
     channels = [shape[0] for *_, shape in maps]
     texts = [lecture_shape(shape) for *_, shape in maps]
+    bar = {"type": "bar", "x": labels, "textposition": "outside", "cliponaxis": False, "textfont": {"size": 12},
+           "hovertemplate": "%{x}: %{customdata}<extra></extra>", "customdata": texts, "showlegend": False}
     data = [
-        {"type": "bar", "x": labels, "y": sides, "name": "height m of the maps", "marker": {"color": SIDE_COLOUR},
-         "text": texts, "textposition": "outside", "cliponaxis": False, "yaxis": "y", "textfont": {"size": 12},
-         "constraintext": "none", "textangle": -90,  # upright labels never run into their neighbours
-         "hovertemplate": "%{x}: %{text}<extra></extra>", "offsetgroup": 1},
-        {"type": "scatter", "x": labels, "y": channels, "name": "channels d", "mode": "lines+markers",
-         "line": {"color": CHANNEL_COLOUR, "width": 3}, "marker": {"size": 10}, "yaxis": "y2",
-         "hovertemplate": "%{x}: %{y} channels<extra></extra>"},
+        {**bar, "y": sides, "text": texts, "marker": {"color": SIDE_COLOUR}, "xaxis": "x", "yaxis": "y"},
+        {**bar, "y": channels, "text": [f"{d:,}" for d in channels], "marker": {"color": CHANNEL_COLOUR},
+         "xaxis": "x2", "yaxis": "y2"},
     ]
+    axis = {"rangemode": "tozero", "tickformat": ",d", "nticks": 5, "gridcolor": "#e5e7eb"}
     layout = {
         "height": height_px, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
         "title": {"text": "Space shrinks, channels grow", "x": 0.5, "xanchor": "center", "font": {"size": 15}},
-        "yaxis": {"title": {"text": "height m", "font": {"color": SIDE_COLOUR}}, "rangemode": "tozero",
-                  "range": [0, max(sides) * 1.6]},
-        "yaxis2": {"title": {"text": "channels d", "font": {"color": CHANNEL_COLOUR}}, "overlaying": "y",
-                   "side": "right", "rangemode": "tozero", "range": [0, max(channels) * 1.15], "showgrid": False,
-                   "tickformat": "d"},
-        "legend": {"orientation": "h", "y": -0.25, "x": 0.5, "xanchor": "center"},
-        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "bargap": 0.5,
+        "xaxis": {"anchor": "y", "showticklabels": False, "domain": [0, 1]},
+        "xaxis2": {"anchor": "y2", "matches": "x", "domain": [0, 1], "automargin": True},
+        "yaxis": {**axis, "domain": [0.56, 1.0], "range": [0, max(sides) * 1.3],
+                  "title": {"text": "height m", "font": {"color": SIDE_COLOUR}}},
+        "yaxis2": {**axis, "domain": [0.0, 0.44], "range": [0, max(channels) * 1.3],
+                   "title": {"text": "channels d", "font": {"color": CHANNEL_COLOUR}}},
+        "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "bargap": 0.35,
     }
     return go.Figure(data=data, layout=layout, _validate=False)
 
@@ -116,7 +115,7 @@ def growth_figures(infos: Sequence[LayerInfo], picture: Image.Image, width_px: i
     """One small picture per conv or pooling layer: what its centre unit sees, growing layer by layer."""
     figures = []
     for info in spatial_layers(infos):
-        if info.kind not in ("conv", "maxpool", "meanpool"):
+        if not info.spec.layer_kind.window:
             continue
         row, col = centre_unit(info)
         box = unit_receptive_field(infos, None, info.index, row, col)
@@ -125,3 +124,15 @@ def growth_figures(infos: Sequence[LayerInfo], picture: Image.Image, width_px: i
             picture, box, f"{info.number}. {info.spec.token} → {lecture_shape(info.out_shape)}<br>sees {size}",
             width_px))
     return figures
+
+
+def growth_figure(infos: Sequence[LayerInfo], picture: Image.Image, per_row: int = 6, width_px: int = 170) -> dict:
+    """growth_figures as ONE chart (plain plotly dict), `per_row` pictures to a row: one element
+    for the browser instead of one chart per layer."""
+    from .figures import grids_side_by_side
+
+    specs = [figure.to_plotly_json() for figure in growth_figures(infos, picture, width_px)]
+    if not specs:
+        raise ValueError("no conv or pooling layer: nothing sees a part of the image")
+    columns = [specs[c::per_row] for c in range(min(per_row, len(specs)))]
+    return grids_side_by_side(columns, gap_px=12)

@@ -1,32 +1,19 @@
 """Pooling lab: max and mean pooling window by window, strided convolution, flattening versus GAP."""
 
-from functools import lru_cache
-
 import streamlit as st
 import torch
 
-from cnnviz import grids
+from cnnviz import grids, notation
 from cnnviz.charts import head_params_figure
 from cnnviz.conv import Convolution, ConvError, output_size_formula
+from cnnviz.edits import fit_input_channels
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
-from cnnviz.figures import grid_spec
-from cnnviz.images import sample_image
-from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_conv_block, add_pooling, analyse,
-                            parse_stack, remove_last_block, totals, unit_receptive_field, with_head)
-from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, layer_rows, lecture_shape,
-                                    receptive_field_figure, shapes_figure, spatial_layers)
-from cnnviz.pooling import (
-    HeadCounts,
-    Pooling,
-    flatten,
-    gap_formula,
-    global_average_pool,
-    pool_output_size_formula,
-    unseen_count,
-)
+from cnnviz.figures import conv_step_spec
+from cnnviz.pooling import HeadCounts, Pooling, gap_formula, pool_output_size_formula, unseen_count
+from cnnviz.pooling_figures import flatten_gap_spec, halving_spec, pool_step_spec
+from ui.grid_editor import GridEditor, random_size_inputs
 from ui.lessons import page_setup
-from ui.show import PlainFigure, arithmetic
-from ui.stack import edit_stack
+from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.stepper import play_interval, play_toggle, step_controls
 
@@ -40,28 +27,19 @@ WEIGHT_PRESETS = {
     "Keep top-left (1 0 / 0 0)": [[1.0, 0.0], [0.0, 0.0]],
 }
 STRIDED = CONV_EXAMPLES["strided"]
-CHART = {"displayModeBar": False}
-INPUT_SHAPES = {  # URL value -> (channels, height, width), label
-    "28": ((1, 28, 28), "28×28×1 (Fashion-MNIST)"),
-    "32": ((3, 32, 32), "32×32×3 (CIFAR-10, the lecture's data)"),
-    "64": ((3, 64, 64), "64×64×3"),
-    "128": ((3, 128, 128), "128×128×3"),
-}
-DEFAULT_STACK = STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack
-GROWTH_PX, GROWTH_PER_ROW = 170, 6
+STACKING_PARAMS = ("net", "inp", "rfl", "rfr", "rfc")  # the network builder moved to its own page
 
 page_setup("2_Pooling.py")
-
-
-def grid_figure(*args, **kwargs) -> PlainFigure:
-    """cnnviz.figures.grid_figure's chart as a plain dict: no plotly validation on every rerun."""
-    return PlainFigure(grid_spec(*args, **kwargs))
+if any(name in st.query_params for name in STACKING_PARAMS):
+    # An old link to the builder that used to live here opens the stacking page with its stack.
+    st.switch_page("pages/3_Stacking_layers.py",
+                   query_params={name: st.query_params[name] for name in STACKING_PARAMS if name in st.query_params})
 
 
 def parse_input(text: str) -> str:
     x = grids.parse_channels(text)
     if x.shape[0] > MAX_CHANNELS:
-        raise ValueError(f"at most {MAX_CHANNELS} channels")
+        raise ValueError(f"the lab pools at most {MAX_CHANNELS} channels, not {x.shape[0]}")
     return grids.encode_channels(x)
 
 
@@ -88,23 +66,11 @@ state = UrlState("pool", [
     Param("gseed", 0, int_in(0, 1_000_000)),
     Param("gc", 1, int_in(1, MAX_CHANNELS)),
     Param("units", 4096, int_in(1, MAX_UNITS)),
-    Param("net", DEFAULT_STACK, lambda text: text[:500]),  # checked on the page, so a bad stack is explained
-    Param("inp", "28", one_of(*INPUT_SHAPES)),
-    Param("rfl", 0, int_in(0, 100)),  # layer number whose unit is shown; 0 = the last map
-    Param("rfr", 0, int_in(0, 1000)),  # unit row and column, counted from 1 like the lab; 0 = the centre
-    Param("rfc", 0, int_in(0, 1000)),
 ])
+inputs = GridEditor("pool.x_text", "input", lambda c: f"Input channel {c + 1}", height=160)
 
 
-# ---- the input tensor: its channels, its editors ----
-
-def fit_channels(x: torch.Tensor, d: int) -> torch.Tensor:
-    """Drop channels, or add seeded random ones (small integers), so that x has d channels."""
-    if d <= x.shape[0]:
-        return x[:d]
-    extra = [random_grid(1, x.shape[1], x.shape[2], seed=7 + c) for c in range(x.shape[0], d)]
-    return torch.cat([x, *extra])
-
+# ---- the input tensor and the strided convolution's weights, as the state holds them ----
 
 def current_input() -> torch.Tensor:
     return grids.parse_channels(state["x"])
@@ -112,13 +78,7 @@ def current_input() -> torch.Tensor:
 
 def store_input(x: torch.Tensor) -> None:
     state["x"], state["channels"], state["step"] = grids.encode_channels(x), x.shape[0], 0
-    fill_editors()
-
-
-def fill_editors() -> None:
-    for c, channel in enumerate(current_input()):
-        st.session_state[f"pool.x_text.{c}"] = grids.format_grid(channel)
-    st.session_state["pool.edit_error"] = None
+    inputs.fill(x)
 
 
 def weights() -> torch.Tensor:
@@ -138,17 +98,16 @@ def go_to(step: int, param: str = "step") -> None:
 
 def on_edit() -> None:
     try:
-        x = grids.parse_channels("|".join(st.session_state[f"pool.x_text.{c}"].replace("\n", ";")
-                                          for c in range(state["channels"])), "input")
+        x = inputs.read((state["channels"], 0, 0))
     except grids.GridError as error:
-        st.session_state["pool.edit_error"] = str(error)  # the typed text stays in its box to be fixed
+        inputs.set_error(str(error))  # the typed text stays in its box to be fixed
         return
     state["x"], state["step"] = grids.encode_channels(x), 0
-    st.session_state["pool.edit_error"] = None
+    inputs.set_error(None)
 
 
 def on_channels() -> None:
-    store_input(fit_channels(current_input(), state["channels"]))
+    store_input(fit_input_channels(current_input(), state["channels"]))
 
 
 def on_random_input() -> None:
@@ -158,7 +117,7 @@ def on_random_input() -> None:
 
 
 def on_lecture_input() -> None:
-    store_input(fit_channels(LECTURE_POOLING_INPUT[None], state["channels"]))
+    store_input(fit_input_channels(LECTURE_POOLING_INPUT[None], state["channels"]))
 
 
 def on_weight() -> None:
@@ -176,61 +135,18 @@ def on_new_tensor() -> None:
     state["gseed"] = state["gseed"] + 1
 
 
-def _edit_stack(edit, *args) -> None:
-    if edit_stack(state, edit, *args):
-        on_stack_edit()
-
-
-def on_stack_edit() -> None:
-    state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
-
-
-def on_preset() -> None:
-    name = st.session_state["pool.preset"]
-    if name in STACK_PRESETS:
-        state["net"] = STACK_PRESETS[name].stack
-        state["rfl"], state["rfr"], state["rfc"] = 0, 0, 0
-        state["inp"] = str(STACK_PRESETS[name].in_shape[1])
-    st.session_state["pool.preset"] = "Presets…"
-
-
-@lru_cache(maxsize=8)
-def network_picture(in_shape: tuple[int, int, int]):
-    """The sample photo as the network's input (grey for one channel); made once per input shape."""
-    return fit_picture(sample_image("Cat").image, in_shape)
-
-
-@lru_cache(maxsize=32)
-def growth_strip(net: str, in_shape: tuple[int, int, int]) -> list[PlainFigure]:
-    """The receptive-field pictures of a stack, as plain chart dicts: built once per stack and input."""
-    infos = analyse(parse_stack(net), in_shape)
-    return [PlainFigure(figure.to_plotly_json())
-            for figure in growth_figures(infos, network_picture(in_shape), width_px=GROWTH_PX)]
-
-
 # ---- read the state; a link that disagrees with itself is made consistent, never crashed on ----
 
 state.show_problems()
 x = current_input()
 if x.shape[0] != state["channels"]:
-    x = fit_channels(x, state["channels"])
+    x = fit_input_channels(x, state["channels"])
     state["x"] = grids.encode_channels(x)
-    fill_editors()
-if any(f"pool.x_text.{c}" not in st.session_state for c in range(x.shape[0])):
-    fill_editors()
+    inputs.fill(x)
+if not inputs.filled(x.shape):
+    inputs.fill(x)
 if any(f"pool.cw.{i}.{j}" not in st.session_state for i in range(2) for j in range(2)):
     fill_weight_inputs()
-st.session_state.setdefault("pool.edit_error", None)
-
-
-def cell_px(rows: int, cols: int) -> int:
-    return max(26, min(46, 300 // max(rows, cols)))
-
-
-def symmetric(t: torch.Tensor) -> tuple[float, float]:
-    bound = float(t.abs().max()) or 1.0
-    return -bound, bound
-
 
 # =====================================================================================
 st.header("Pooling", divider="gray")
@@ -251,18 +167,13 @@ with st.container(border=True):
 
 with st.expander("Edit the input", icon=":material/edit:"):
     st.caption("One row per line, numbers separated by spaces or commas. Changes apply when you leave the box.")
-    cols = st.columns([*[3] * x.shape[0], 2])
-    for c in range(x.shape[0]):
-        cols[c].text_area(f"Input channel {c + 1}", key=f"pool.x_text.{c}", on_change=on_edit, height=160)
-    with cols[-1]:
-        size = st.columns(2)
-        size[0].number_input("rows", 2, grids.MAX_GRID_SIDE, value=6, key="pool.rand_m")
-        size[1].number_input("columns", 2, grids.MAX_GRID_SIDE, value=6, key="pool.rand_l")
-        st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
-        st.button("The lecture's 4×4", icon=":material/restart_alt:", on_click=on_lecture_input, width="stretch")
-    if st.session_state["pool.edit_error"]:
-        st.error(st.session_state["pool.edit_error"] + " The last good input is still in use.",
-                 icon=":material/edit:")
+    with st.container(horizontal=True):
+        inputs.draw(x.shape, on_edit)
+        with st.container():
+            random_size_inputs("pool", 6, 6, grids.MAX_GRID_SIDE)
+            st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
+            st.button("The lecture's 4×4", icon=":material/restart_alt:", on_click=on_lecture_input, width="stretch")
+    inputs.show_error()
 
 kind, k, s = state["kind"], state["k"], state["s"]
 try:
@@ -275,40 +186,17 @@ except ConvError as error:
 @st.fragment(run_every=play_interval("pool"))
 def pool_stepper(layer: Pooling) -> None:
     step = layer.step(step_controls(state, "pool", layer.n_steps))
-    d, m, l = layer.x.shape
-    _, out_m, out_l = layer.out_shape
-    px = cell_px(m, l)
-    in_range = symmetric(layer.x)
-    filled = layer.filled(step.index)
-    in_w, out_w = l * px + 12, out_l * px + 12
-    for c in range(d):
-            # Column weights in pixels of a ~1100 px wide page, so each grid gets the room it needs.
-        widths = [in_w + 20, 130, max(out_w, 220)]
-        row = st.columns([*widths, max(10, 1100 - sum(widths))], vertical_alignment="top")
-        current = c == step.channel
-        row[0].markdown(f"**Input channel {c + 1}**")
-        row[2].markdown(f"**Output channel {c + 1}**")
-        row[0].plotly_chart(
-            grid_figure(layer.x[c], value_range=in_range, cell_px=px,
-                        highlight=(step.rows, step.cols) if current else None,
-                        marked=step.argmax if current and kind == "max" else None),
-            key=f"pool.fig.in.{c}", config=CHART)
-        row[1].markdown(f"<div style='text-align:center;margin-top:{max(40, m * px // 2 - 10)}px'>{kind} {k}×{k}<br>stride {s}<br>"
-                        f"<span style='font-size:1.6rem'>→</span></div>", unsafe_allow_html=True)
-        row[2].plotly_chart(
-            grid_figure(filled[c], value_range=in_range, cell_px=px,
-                        marked=(step.row, step.col) if current else None),
-            key=f"pool.fig.out.{c}", config=CHART)
-
+    chart(pool_step_spec(layer, step.index), key="pool.fig.step")
     rows = f"{step.rows[0] + 1}–{step.rows[-1] + 1}" if k > 1 else f"{step.rows[0] + 1}"
     cols = f"{step.cols[0] + 1}–{step.cols[-1] + 1}" if k > 1 else f"{step.cols[0] + 1}"
-    st.markdown(f"**Computing output channel {step.channel + 1}, row {step.row + 1}, column {step.col + 1}** "
-                f"from the {k}×{k} crop of input channel {step.channel + 1} (rows {rows}, columns {cols}):")
-    arithmetic([("max" if kind == "max" else "mean", step.explanation())])
+    arithmetic([("max" if kind == "max" else "mean", step.explanation())],
+               intro=f"**Computing output channel {step.channel + 1}, row {step.row + 1}, column {step.col + 1}** "
+                     f"from the {notation.kernel(k)} crop of input channel {step.channel + 1} (rows {rows}, "
+                     f"columns {cols}):")
     if kind == "max":
         winner_row, winner_col = step.argmax
-        st.caption(f"The winner is input row {winner_row + 1}, column {winner_col + 1} "
-                   "(outlined inside the window). Mean pooling would use every value in the window.")
+        st.caption(f"The winner is input row {winner_row + 1}, column {winner_col + 1} (ringed in black inside "
+                   "the orange window). Mean pooling would use every value in the window.")
     state.sync()
 
 
@@ -317,21 +205,21 @@ if layer is not None:
     pool_stepper(layer)
 
     d, m, l = x.shape
-    out_d, out_m, out_l = layer.out_shape
     left, right = st.columns(2)
     with left.container(border=True):
         st.subheader("Output size")
-        st.markdown("n′ = ⌊(n − k) / s⌋ + 1: the convolution's formula without padding and dilation.")
-        st.markdown(f"- height: {pool_output_size_formula(m, k, s)}\n"
-                    f"- width: {pool_output_size_formula(l, k, s)}")
-        st.markdown(f"Input {m}×{l}×{d} → output **{out_m}×{out_l}×{out_d}**: pooling keeps the number of channels.")
+        st.markdown("n′ = ⌊(n − k) / s⌋ + 1: the convolution's formula without padding and dilation.\n\n"
+                    f"- height: {pool_output_size_formula(m, k, s)}\n"
+                    f"- width: {pool_output_size_formula(l, k, s)}\n\n"
+                    f"Input {notation.shape(x.shape)} → output **{notation.shape(layer.out_shape)}**: pooling keeps "
+                    "the number of channels.")
     with right.container(border=True):
         st.subheader("What the layer sees")
         unseen = unseen_count(m, l, k, s)
-        st.markdown(f"- {layer.n_steps} windows of {k}×{k} values, one per output value\n"
+        st.markdown(f"- {layer.n_steps} windows of {notation.kernel(k)} values, one per output value\n"
                     "- parameters to learn: **0**")
         if unseen:
-            st.warning(f"{unseen} values of each {m}×{l} channel are in no window: with kernel {k} and "
+            st.warning(f"{unseen} values of each {notation.grid(m, l)} channel are in no window: with kernel {k} and "
                        f"stride {s} they never reach the output.", icon=":material/visibility_off:")
         else:
             st.caption("Every input value is in at least one window.")
@@ -349,24 +237,12 @@ strided = Convolution.make(STRIDED.x, STRIDED.weight, STRIDED.bias, padding=STRI
 @st.fragment(run_every=play_interval("strided"))
 def strided_stepper(layer: Convolution) -> None:
     step = layer.step(step_controls(state, "strided", layer.n_steps, param="sstep"))
-    _, m, l = layer.x.shape
-    _, out_m, out_l = layer.out_shape
-    kernel = layer.geometry.kernel
-    grid_in, grid_w, grid_out, _ = st.columns([l * 46 + 12, kernel * 46 + 60, out_l * 46 + 60, 400])
-    grid_in.markdown("**Input**")
-    grid_w.markdown("**Filter**")
-    grid_out.markdown("**Output**")
-    grid_in.plotly_chart(grid_figure(layer.x[0], highlight=(step.rows, step.cols)),
-                         key="pool.fig.sin", config=CHART)
-    grid_w.plotly_chart(grid_figure(layer.weight[0, 0]), key="pool.fig.sw", config=CHART)
-    grid_w.markdown(f"bias b = **{grids.format_number(step.bias)}**")
-    grid_out.plotly_chart(grid_figure(layer.filled(step.index)[0], value_range=symmetric(layer.output),
-                                      marked=(step.row, step.col)), key="pool.fig.sout", config=CHART)
-    st.markdown(f"**Computing row {step.row + 1}, column {step.col + 1}:** weights times the input values "
-                "under them, plus the bias.")
-    arithmetic([("products", step.channel_arithmetic(0)), ("total", step.total_arithmetic())])
+    chart(conv_step_spec(layer, step.index), key="pool.fig.strided")
+    arithmetic([("products", step.channel_arithmetic(0)), ("total", step.total_arithmetic())],
+               intro=f"**Computing row {step.row + 1}, column {step.col + 1}:** weights times the input values "
+                     "under them, plus the bias.")
     geometry = layer.geometry
-    st.caption(f"Output size: {output_size_formula(m, kernel, geometry.padding, geometry.stride, 1)} "
+    st.caption(f"Output size: {output_size_formula(layer.x.shape[1], geometry.kernel, geometry.padding, geometry.stride, 1)} "
                f"(the convolution formula with p = 0, dilation 1).")
     state.sync()
 
@@ -381,11 +257,8 @@ st.markdown(
     "2×2 convolution with stride 2: all three turn m×l into about m/2 × l/2. Change the convolution's weights: "
     "they are what the network learns."
 )
-channel = x[0]
 try:
-    max_pool = Pooling.make(channel, "max", 2, 2)
-    mean_pool = Pooling.make(channel, "mean", 2, 2)
-    conv = Convolution.make(channel, weights(), padding=0, stride=2)
+    halving, max_pool, mean_pool, conv = halving_spec(x[0], weights())
 except ConvError as error:
     st.warning(f"The input is too small for a 2×2 window: {error}", icon=":material/block:")
 else:
@@ -399,33 +272,17 @@ else:
                                      on_change=on_weight)
         for name in WEIGHT_PRESETS:
             st.button(name, key=f"pool.preset.{name}", on_click=on_weight_preset, args=(name,), width="stretch")
-    outputs = [max_pool.output[0], mean_pool.output[0], conv.output[0]]
-    shared = symmetric(torch.cat([channel.flatten(), *(o.flatten() for o in outputs)]))
-    m, l = channel.shape
-    px = cell_px(m, l)
-    with figures:
-        cols = st.columns([l * px + 12, *[max(150, max(1, l // 2) * px + 12)] * 3], gap="medium")
-        cols[0].markdown(f"**Input** {m}×{l}")
-        cols[0].plotly_chart(grid_figure(channel, value_range=shared, cell_px=px),
-                             key="pool.fig.cmp.in", config=CHART)
-        captions = [
-            "**Max** keeps the strongest response in each window: *whether* a feature occurred nearby, "
-            "not exactly where.",
-            "**Mean** keeps each window's average: every input counts, a single strong response is diluted.",
-            "**Strided convolution** keeps a weighted sum of each window, with weights the network learns "
-            "(pooling has none).",
-        ]
-        titles = ["Max pooling", "Mean pooling", "Strided conv"]
-        for col, out, title, caption, name in zip(cols[1:], outputs, titles, captions, ["max", "mean", "conv"]):
-            col.markdown(f"**{title}** {out.shape[0]}×{out.shape[1]}")
-            col.plotly_chart(grid_figure(out, value_range=shared, cell_px=px), key=f"pool.fig.cmp.{name}",
-                             config=CHART)
-            col.caption(caption)
-        if torch.allclose(conv.output[0], mean_pool.output[0]):
-            st.success("With these weights the strided convolution *is* mean pooling: a network can learn "
-                       "to average.", icon=":material/check_circle:")
-        elif torch.allclose(conv.output[0], max_pool.output[0]):
-            st.info("On this input the strided convolution happens to match max pooling.", icon=":material/info:")
+    chart(halving, key="pool.fig.halving", where=figures)
+    figures.markdown(
+        "- **Max** keeps the strongest response in each window: *whether* a feature occurred nearby, not exactly where.\n"
+        "- **Mean** keeps each window's average: every input counts, a single strong response is diluted.\n"
+        "- **Strided convolution** keeps a weighted sum of each window, with weights the network learns "
+        "(pooling has none).")
+    if torch.allclose(conv.output[0], mean_pool.output[0]):
+        st.success("With these weights the strided convolution *is* mean pooling: a network can learn "
+                   "to average.", icon=":material/check_circle:")
+    elif torch.allclose(conv.output[0], max_pool.output[0]):
+        st.info("On this input the strided convolution happens to match max pooling.", icon=":material/info:")
 
 # =====================================================================================
 st.header("From a 3-D tensor to a vector: flattening versus global average pooling", divider="gray")
@@ -444,29 +301,19 @@ if state["gc"] > gd:
     state["gc"] = gd
 gcontrols[4].radio("Channel for the formula", list(range(1, gd + 1)), key=state.key("gc"),
                    format_func=lambda c: f"c = {c}", horizontal=True)
-
-t_range = symmetric(tensor)
-t_cols = st.columns([*[gl * 40 + 12] * gd, max(60, 900 - gd * (gl * 40 + 12))])
-for c in range(gd):
-    t_cols[c].plotly_chart(grid_figure(tensor[c], f"x[·, ·, {c + 1}]", value_range=t_range, cell_px=40,
-                                       highlight=(range(gm), range(gl)) if c + 1 == state["gc"] else None),
-                           key=f"pool.fig.t.{c}", config=CHART)
-flat, gap = flatten(tensor), global_average_pool(tensor)
-flat_px = max(22, min(40, 1000 // flat.numel()))
-st.plotly_chart(grid_figure(flat[None], f"Flattened: 1×1×m·l·d = 1×1×{gm}·{gl}·{gd} = {flat.numel()} numbers",
-                            value_range=t_range, cell_px=flat_px), key="pool.fig.flat", config=CHART)
-st.caption(f"In torch's order: channel 1 row by row, then channel 2, … — all {flat.numel()} numbers are kept.")
+pictures = flatten_gap_spec(tensor, state["gc"] - 1)
+chart(pictures["channels"], key="pool.fig.tensor")
+chart(pictures["flat"], key="pool.fig.flat")
+st.caption(f"In torch's order: channel 1 row by row, then channel 2, … — all {gm * gl * gd} numbers are kept.")
 gap_cols = st.columns([1, 3], vertical_alignment="center")
-gap_cols[0].plotly_chart(grid_figure(gap[None], f"Global average pooling: 1×1×{gd}", value_range=t_range,
-                                     cell_px=max(40, 60 - 5 * gd), marked=(0, state["gc"] - 1)),
-                         key="pool.fig.gap", config=CHART)
+chart(pictures["gap"], key="pool.fig.gap", where=gap_cols[0])
 with gap_cols[1]:
     st.latex(r"z[c] = \frac{1}{m \cdot l} \sum_{a=1}^{m} \sum_{b=1}^{l} x[a, b, c], \quad 1 \le c \le d")
     st.markdown(f"`{gap_formula(tensor, state['gc'] - 1)}`")
 
 st.subheader("What it costs: the first fully connected layer")
 st.markdown(
-    f"In VGG-16 the last pooling layer outputs {VGG_LAST_POOL[0]}×{VGG_LAST_POOL[1]}×{VGG_LAST_POOL[2]}. "
+    f"In VGG-16 the last pooling layer outputs {notation.shape((VGG_LAST_POOL[2], *VGG_LAST_POOL[:2]))}. "
     "A fully connected layer with n units has (inputs)·n weights plus n biases: global average pooling "
     "shrinks its inputs from m·l·d to d."
 )
@@ -474,102 +321,9 @@ head_left, head_right = st.columns([2, 3])
 with head_left:
     st.number_input("Units n of the fully connected layer", 1, MAX_UNITS, key=state.key("units"), step=256)
     counts = HeadCounts(*VGG_LAST_POOL, state["units"])
-    st.markdown("\n".join(f"- {what}: {formula} = **{value:,}**" for what, formula, value in counts.formulas()))
-    st.markdown(f"Flattening needs **{counts.saving:.0f}×** as many parameters: its input is m·l times "
-                "longer.")
-head_right.plotly_chart(head_params_figure(counts), key="pool.fig.head", config=CHART)
+    st.markdown("\n".join(f"- {what}: {formula} = **{notation.count(value)}**" for what, formula, value in counts.formulas()))
+    st.markdown(f"Flattening needs **{counts.saving:.0f}×** as many parameters: its input is m·l times longer.")
+chart(head_params_figure(counts), key="pool.fig.head", where=head_right)
 
-# =====================================================================================
-st.header("Building up a network", divider="gray")
-st.markdown(
-    "The lecture's recipe: convolution layers learn features, pooling shrinks the maps, repeat, and at the end "
-    "flatten or global average pooling hands a vector to fully connected layers. Build a stack and watch "
-    "the **shapes shrink**, the **channels grow**, and each unit **see a larger part of the image**."
-)
-build_left, build_right = st.columns([3, 2], vertical_alignment="bottom")
-build_left.text_input("Layers, separated by commas", key=state.key("net"), on_change=on_stack_edit,
-                      help=f"Write {TOKEN_HELP}. Options: conv3x16/s2 (stride 2), conv5x8/p0 (padding 0), "
-                           "maxpool3/s2.")
-build_right.selectbox("Input", list(INPUT_SHAPES), key=state.key("inp"),
-                      format_func=lambda key: INPUT_SHAPES[key][1])
-actions = st.columns(6)
-actions[0].button("Conv block", icon=":material/add:", on_click=_edit_stack, args=(add_conv_block, 512),
-                  width="stretch",
-                  help="Adds conv 3×3 with twice the channels, then ReLU, before the head.")
-actions[1].button("Max pool", icon=":material/add:", on_click=_edit_stack, args=(add_pooling,), width="stretch",
-                  help="Adds 2×2 max pooling with stride 2 before the head.")
-actions[2].button("Remove last", icon=":material/remove:", on_click=_edit_stack, args=(remove_last_block,),
-                  width="stretch",
-                  help="Removes the last conv or pooling layer (and its ReLU) before the head.")
-actions[3].button("Flatten head", icon=":material/view_week:", on_click=_edit_stack, args=(with_head, "flatten"),
-                  width="stretch")
-actions[4].button("GAP head", icon=":material/blur_on:", on_click=_edit_stack, args=(with_head, "gap"),
-                  width="stretch")
-actions[5].selectbox("Preset", ["Presets…", *STACK_PRESETS], key="pool.preset", on_change=on_preset,
-                     label_visibility="collapsed")
-
-in_shape = INPUT_SHAPES[state["inp"]][0]
-try:
-    infos = analyse(parse_stack(state["net"]), in_shape)
-except StackError as error:
-    st.error(f"**This stack cannot work.** {error}", icon=":material/block:")
-    st.caption("Your text is kept in the box above; fix it there, or pick a preset.")
-else:
-    net_totals = totals(infos)
-    table_col, chart_col = st.columns([3, 2])
-    with table_col:
-        rows = layer_rows(infos, receptive_field=True)
-        st.dataframe(rows, hide_index=True, width="stretch", height=min(35 * (len(rows) + 1) + 3, 520),
-                     column_config={"#": st.column_config.NumberColumn(width=30),
-                                    "parameters": st.column_config.NumberColumn(format="localized"),
-                                    "multiply-adds": st.column_config.NumberColumn(format="localized")})
-        st.markdown(f"**{net_totals.params:,} parameters** and **{net_totals.multiply_adds:,} multiply-adds** "
-                    f"per image, {lecture_shape(in_shape)} in, {lecture_shape(infos[-1].out_shape)} out. "
-                    "Receptive field: the side of the input square one unit of the layer depends on "
-                    "(padding included in the count).")
-    if len(infos[0].in_shape) == 3 and any(i.kind in ("conv", "maxpool", "meanpool") for i in infos):
-        chart_col.plotly_chart(shapes_figure(infos), key="pool.fig.shapes", config=CHART)
-
-    st.subheader("What one unit sees")
-    maps = [info for info in spatial_layers(infos) if info.kind in ("conv", "maxpool", "meanpool")]
-    picture = network_picture(in_shape)
-    if maps:
-        figures = growth_strip(state["net"], in_shape)
-        st.caption("The centre unit of every conv and pooling layer, and the input pixels it depends on "
-                   "(orange box): higher layers see larger parts of the image.")
-        for start in range(0, len(figures), GROWTH_PER_ROW):
-            strip = st.columns(GROWTH_PER_ROW)
-            for col, figure, index in zip(strip, figures[start:start + GROWTH_PER_ROW], range(start, len(figures))):
-                col.plotly_chart(figure, key=f"pool.fig.growth.{index}", config=CHART)
-
-        choose, show = st.columns([2, 3])
-        with choose:
-            layer_numbers = [info.number for info in maps]
-            if state["rfl"] not in layer_numbers:
-                state["rfl"] = layer_numbers[-1]
-            st.selectbox("Layer", layer_numbers, key=state.key("rfl"),
-                         format_func=lambda n: f"{n}. {infos[n - 1].name} → {lecture_shape(infos[n - 1].out_shape)}")
-            chosen = infos[state["rfl"] - 1]
-            _, out_h, out_w = chosen.out_shape
-            centre = centre_unit(chosen)
-            for param, limit, middle in (("rfr", out_h, centre[0]), ("rfc", out_w, centre[1])):
-                if not 1 <= state[param] <= limit:
-                    state[param] = middle + 1
-            pick = st.columns(2)
-            pick[0].number_input(f"Unit row (1–{out_h})", 1, out_h, key=state.key("rfr"))
-            pick[1].number_input(f"Unit column (1–{out_w})", 1, out_w, key=state.key("rfc"))
-            top, left, bottom, right = unit_receptive_field(infos, None, chosen.index, state["rfr"] - 1,
-                                                            state["rfc"] - 1)
-            st.markdown(f"Unit (row {state['rfr']}, column {state['rfc']}) of layer {chosen.number} depends on "
-                        f"input rows **{top + 1}–{bottom + 1}** and columns **{left + 1}–{right + 1}**: a "
-                        f"**{bottom - top + 1}×{right - left + 1}** patch of the {in_shape[1]}×{in_shape[2]} input.")
-            if (bottom - top + 1, right - left + 1) != (chosen.rf_size, chosen.rf_size):
-                st.caption(f"The full field is {chosen.rf_size}×{chosen.rf_size}; at the border part of it "
-                           "lies in the padding, or the stride skips it.")
-        show.plotly_chart(receptive_field_figure(picture, (top, left, bottom, right),
-                                                 f"Layer {chosen.number}, unit (row {state['rfr']}, column {state['rfc']})",
-                                                 width_px=380), key="pool.fig.rf", config=CHART)
-    else:
-        st.info("Add a convolution or pooling layer to see receptive fields.", icon=":material/info:")
-
+st.page_link("pages/3_Stacking_layers.py", label="Next: stack these layers into a network", icon=":material/stacks:")
 state.sync()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import subprocess
-import sys
 import time
 import warnings
 import zlib
@@ -346,7 +344,3 @@ def test_to_tensor_refuses_modes_load_image_would_have_converted():
     with pytest.raises(ValueError, match="load_image"):
         to_tensor(Image.new("RGBA", (2, 2)))
 
-
-def test_engine_does_not_import_streamlit():
-    code = "import sys, cnnviz.images; assert 'streamlit' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)

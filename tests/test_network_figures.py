@@ -19,7 +19,7 @@ def test_lecture_shape_is_m_by_l_by_d():
 def test_shapes_figure_shows_space_shrinking_and_channels_growing():
     infos = analyse(parse_stack(LECTURE_STYLE), (1, 28, 28))
     figure = shapes_figure(infos)
-    bars, line = figure.data
+    bars, line = figure.data  # heights on top, channels below: two panels, nothing drawn over a label
     # The input, then every conv and pooling layer, with the shapes torch computes.
     model = build_model(LECTURE_STYLE, (1, 28, 28))
     x = torch.zeros(1, 1, 28, 28)
@@ -32,6 +32,9 @@ def test_shapes_figure_shows_space_shrinking_and_channels_growing():
     assert list(bars.y) == expected_sides == [28, 28, 14, 14, 7, 7, 3]
     assert list(line.y) == expected_channels == [1, 16, 16, 32, 32, 64, 64]
     assert bars.text[-1] == "3×3×64"
+    assert figure.layout.yaxis.domain[0] > figure.layout.yaxis2.domain[1]  # the panels do not overlap
+    assert figure.layout.yaxis2.range[1] > max(line.y) and figure.layout.yaxis2.tickformat == ",d"
+    assert figure.layout.yaxis2.nticks == 5  # round ticks, not 66/131/197/263
 
 
 def test_receptive_field_figure_draws_the_box_on_the_picture():

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import button, open_page
 from cnnviz.examples import LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
+from cnnviz.notation import number
 
 PAGE = "pages/1_Convolution.py"
 
@@ -31,7 +32,9 @@ def test_opens_on_the_lecture_example_with_first_value_two():
     assert "1 + 1 (bias) = 2" in text
     assert "d′·(k·k·d + 1) = 1·(3·3·1 + 1) = **10**" in text
     assert "4·4·1·(3·3·1 + 1) = **160**" in text
-    assert "= 4" in text  # output size formula
+    # the output size formula with the lecture's numbers, for both axes: padding 1 keeps 4×4
+    assert text.count("⌊(4 + 2·1 − 1·(3 − 1) − 1) / 1⌋ + 1 = 4") == 2
+    assert "Input 4×4×1 → output **4×4×1**" in text
 
 
 def test_next_steps_to_the_second_output_and_the_url_follows():
@@ -40,7 +43,7 @@ def test_next_steps_to_the_second_output_and_the_url_follows():
     assert not at.exception
     assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
     expected = lecture_output()[0, 1]
-    assert f"(bias) = {int(expected)}" in text_of(at)
+    assert f"(bias) = {number(expected)}" in text_of(at)
     assert "row 1, column 2" in text_of(at)
 
 
@@ -49,7 +52,7 @@ def test_link_opens_the_exact_state():
     out = F.conv2d(LECTURE_INPUT[None, None], LECTURE_FILTER[None, None],
                    torch.tensor([LECTURE_BIAS], dtype=torch.float64))[0, 0]
     # Without padding the output is 2x2: there are only 4 steps, so step 5 is clamped to the last.
-    assert f"(bias) = {int(out[1, 1])}" in text_of(at)
+    assert f"(bias) = {number(out[1, 1])}" in text_of(at)
     assert "row 2, column 2" in text_of(at)
 
 
@@ -81,7 +84,7 @@ def test_editing_the_input_recomputes_against_torch():
     assert not at.error
     x = torch.ones(1, 1, 3, 3, dtype=torch.float64)
     out = F.conv2d(x, LECTURE_FILTER[None, None], torch.tensor([1.0], dtype=torch.float64), padding=1)
-    assert f"(bias) = {int(out[0, 0, 0, 0])}" in text_of(at)
+    assert f"(bias) = {number(out[0, 0, 0, 0])}" in text_of(at)
     assert at.query_params["x"]  # the edit is in the link
 
 
@@ -100,3 +103,40 @@ def test_kernel_size_and_filters_update_the_counts():
 def test_every_example_renders(example):
     at = run_page(ex=example)
     assert "(bias) =" in text_of(at)
+
+
+def test_the_examples_note_only_describes_its_own_settings():
+    note = "zero padding 1 keeps the output 4x4"
+    assert any(note in c.value for c in open_page(PAGE).caption)
+    at = run_page(pad="0")  # the lecture's grids without padding: the note would be wrong
+    assert not any(note in c.value for c in at.caption)
+    assert "Input 4×4×1 → output **2×2×1**" in text_of(at)
+
+
+def test_an_edge_preset_comes_with_bias_zero():
+    at = run_page()
+    at.selectbox(key="conv.preset.0").set_value("sobel (vertical edges)").run()
+    assert at.query_params["b"] == ["0"]  # the lecture's +1 would wash the edge map out
+    assert at.query_params["w"] == ["-1,0,1;-2,0,2;-1,0,1"]
+    at.selectbox(key="conv.preset.0").set_value("lecture").run()
+    assert "b" not in at.query_params  # back to the lecture's filter and its bias +1
+
+
+@pytest.mark.parametrize("query, says", [
+    ({"w": "/".join(["1,0;0,1"] * 5), "b": "0,0,0,0,0"}, "at most 4 filters"),
+    ({"w": ";".join([",".join(["1"] * 9)] * 9)}, "k×k with k from 1 to 7"),
+    ({"x": "|".join(["1,2;3,4"] * 7)}, "at most 6 input channels"),
+    ({"x": "1e308,1;1,1"}, "use a number between"),
+])
+def test_a_link_beyond_the_controls_limits_says_so(query, says):
+    at = run_page(**query)
+    assert any(says in w.value for w in at.warning), [w.value for w in at.warning]
+    assert "1 + 1 (bias) = 2" in text_of(at)  # the lecture's example instead
+
+
+def test_bad_link_values_say_what_the_parameter_expects():
+    at = run_page(step="abc", s="nine")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "invalid literal" not in warnings  # Python's wording
+    assert "step='abc'" in warnings and "a whole number from 0 to 100000" in warnings
+    assert "s='nine'" in warnings and "a whole number from 1 to 4" in warnings

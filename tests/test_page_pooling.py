@@ -44,11 +44,11 @@ def chart_values(at: AppTest) -> list[list[list[float]]]:
 
 def test_opens_on_the_lectures_max_pooling_and_steps_to_the_end():
     at = run_page()
-    assert "max(1, 2, 2, -1) = 2" in text_of(at)
+    assert "max(1, 2, 2, −1) = 2" in text_of(at)
     assert "Output 1 of 4" in text_of(at)
     button(at, "End").click().run()
     assert not at.exception
-    assert "max(-1, -1, -2, -5) = -1" in text_of(at)
+    assert "max(−1, −1, −2, −5) = −1" in text_of(at)
     expected = F.max_pool2d(LECTURE_POOLING_INPUT[None, None], 2, 2)[0, 0].tolist()
     assert expected == [[2, 1], [3, -1]]
     assert expected in chart_values(at)  # the filled output grid
@@ -85,7 +85,7 @@ def test_a_window_larger_than_the_input_is_explained():
 def test_a_bad_link_value_is_reported_and_replaced():
     at = run_page(k="99")
     assert any("k='99' was ignored" in w.value for w in at.warning)
-    assert "max(1, 2, 2, -1) = 2" in text_of(at)
+    assert "max(1, 2, 2, −1) = 2" in text_of(at)
 
 
 def test_strided_convolution_and_the_three_ways_to_halve():
@@ -108,33 +108,19 @@ def test_flatten_versus_global_average_pooling_counts():
     assert f"**{25088 * 1000 + 1000:,}**" in text_of(at) and f"**{512 * 1000 + 1000:,}**" in text_of(at)
 
 
-def test_network_builder_table_matches_the_engine_and_reacts():
-    at = run_page()
-    infos = analyse(parse_stack(STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack), (1, 28, 28))
-    assert f"**{totals(infos).params:,} parameters**" in text_of(at)
-    table = at.dataframe[0].value
-    assert list(table["output m×l×d"])[-3:] == ["3×3×64", "576", "10"]
-    button(at, "GAP head").click().run()
-    assert at.query_params["net"] == ["conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,gap,fc10"]
-    model = build_model(at.query_params["net"][0], (1, 28, 28))
-    assert f"**{sum(p.numel() for p in model.parameters()):,} parameters**" in text_of(at)
-    button(at, "Remove last").click().run()
-    assert at.query_params["net"] == ["conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,gap,fc10"]
-    button(at, "Conv block").click().run()
-    assert at.query_params["net"][0].endswith("conv3x64,relu,conv3x128,relu,gap,fc10")
-
-
-def test_receptive_field_of_a_chosen_unit():
+def test_an_old_builder_link_opens_the_stacking_page():
     at = run_page(net="conv3x8,maxpool2,conv3x8,maxpool2,flatten,fc10", rfl="3", rfr="1", rfc="1")
-    # Unit (1, 1) of the second conv: 8x8 field, its top-left reaching into the padding -> rows 1-5.
     assert "input rows **1–5** and columns **1–5**: a **5×5** patch" in text_of(at)
-    at.number_input(key="pool.rfr").set_value(4).run()
-    assert "input rows **4–11** and columns **1–5**" in text_of(at)  # rows: an interior unit's full 8
+    assert at.text_input(key="stack.net").value == "conv3x8,maxpool2,conv3x8,maxpool2,flatten,fc10"
 
 
-def test_an_impossible_stack_is_explained_and_kept():
-    at = run_page(net="conv3x16,relu,fc10")
-    assert any("add flatten or gap before fc" in e.value for e in at.error)
-    assert at.text_input(key="pool.net").value == "conv3x16,relu,fc10"
-    at.text_input(key="pool.net").set_value("conv3x16,relu,maxpool2,conv3x16,,fc10").run()
-    assert any("Layer 5 is empty" in e.value for e in at.error)
+def test_the_max_pooling_winner_is_marked_apart_from_the_window():
+    at = run_page(step="1")
+    spec = figures(at)["pool.fig.step"]
+    shapes = spec["layout"]["shapes"]
+    window = [s for s in shapes if s["line"]["color"] == "#f59e0b" and s["x1"] - s["x0"] > 1.5]
+    winner = [s for s in shapes if s["line"]["color"] != "#f59e0b"]
+    assert len(window) == 1 and len(winner) == 1
+    # second window: rows 1-2, columns 3-4, values 1 1 / 0 1: the winner is row 1, column 3 (the first 1)
+    assert (winner[0]["x0"] + winner[0]["x1"]) / 2 == 2 and (winner[0]["y0"] + winner[0]["y1"]) / 2 == 0
+    assert winner[0]["xref"] == window[0]["xref"]  # on the input grid, inside the window

@@ -41,8 +41,11 @@ LESSONS = [
            "filters, and what a layer costs in parameters and multiply-adds."),
     Lesson("2_Pooling.py", "Pooling and strides", ":material/filter_center_focus:",
            "Pooling Layers … Global Average Pooling",
-           "Max and mean pooling, strided convolution, flattening versus global average pooling, "
-           "and how shapes shrink as layers stack up."),
+           "Max and mean pooling, strided convolution, and flattening versus global average pooling."),
+    Lesson("3_Stacking_layers.py", "Stacking layers", ":material/stacks:",
+           "Stacking Convolution Layers, Convolutional Neural Networks: Architectures",
+           "Build a network layer by layer: shapes shrink, channels grow, and every unit sees a larger "
+           "part of the image."),
     Lesson("3_What_models_learn.py", "What models learn", ":material/psychology:",
            "What Do Linear Models / MLPs / CNNs Learn?",
            "Class templates of a linear model, full-image templates of an MLP, and the oriented "

@@ -9,7 +9,7 @@ note, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,30 @@ class Param:
     show: Callable[[Any], str] = str
 
 
+# Parsers raise ValueError with what the parameter expects, in words: the page shows it as
+# "The link's value s='nine' was ignored: it must be a whole number from 1 to 4."
+
 def int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise ValueError(f"it must be a whole number from {low} to {high}")
+        return value
+    return parse
+
+
+def number_in(choices: Sequence[float]) -> Callable[[str], float]:
+    """One of a few numbers (a learning rate from a slider's steps)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value not in choices:
+            raise ValueError(f"it must be one of {', '.join(f'{v:g}' for v in choices)}")
         return value
     return parse
 
@@ -39,14 +58,14 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
 def one_of(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
+            raise ValueError(f"it must be one of {', '.join(choices)}")
         return text
     return parse
 
 
 def flag(text: str) -> bool:
     if text not in ("0", "1"):
-        raise ValueError("must be 0 or 1")
+        raise ValueError("it must be 0 or 1")
     return text == "1"
 
 
@@ -74,7 +93,8 @@ class UrlState:
                     st.session_state[key] = p.parse(raw)
                     continue
                 except (ValueError, TypeError) as error:
-                    self.problems.append(f"The link's value {p.name}={raw!r} was ignored: {error}.")
+                    self.problems.append(f"The link's value {p.name}={raw!r} was ignored: "
+                                         f"{str(error).rstrip('.')}.")
             st.session_state[key] = shadow.get(p.name, self.default(p.name))
 
     def default(self, name: str) -> Any:

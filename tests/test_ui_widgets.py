@@ -1,0 +1,122 @@
+"""The shared widgets of ui/ tested on their own, in small AppTest scripts: the URL state table, the
+step controls and the stack builder."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from apptest_helpers import button
+
+
+def state_script() -> None:
+    import streamlit as st
+
+    from ui.state import Param, UrlState, flag, int_in, one_of, show_flag
+
+    state = UrlState("t", [
+        Param("n", 3, int_in(1, 9)),
+        Param("kind", "max", one_of("max", "mean")),
+        Param("double", lambda s: s["n"] * 2, int_in(0, 99)),  # a default that follows an earlier param
+        Param("on", False, flag, show_flag),
+    ])
+    state.show_problems()
+    st.number_input("n", 1, 9, key=state.key("n"))
+    st.markdown(f"n={state['n']} kind={state['kind']} double={state['double']} on={state['on']}")
+    state.sync()
+
+
+def run_state(**query) -> AppTest:
+    at = AppTest.from_function(state_script)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_state_defaults_stay_out_of_the_url():
+    at = run_state()
+    assert at.markdown[0].value == "n=3 kind=max double=6 on=False"
+    assert dict(at.query_params) == {}
+    at.number_input(key="t.n").set_value(4).run()
+    # double keeps its value 6, which is no longer its default (2·4): the link must say so to
+    # reproduce the page exactly.
+    assert dict(at.query_params) == {"n": ["4"], "double": ["6"]}
+    assert at.markdown[0].value == "n=4 kind=max double=6 on=False"
+
+
+def test_state_reads_a_link_and_writes_it_back():
+    at = run_state(n="5", kind="mean", on="1")
+    assert at.markdown[0].value == "n=5 kind=mean double=10 on=True"
+    assert dict(at.query_params) == {"n": ["5"], "kind": ["mean"], "on": ["1"]}
+
+
+def test_state_explains_bad_values_in_words():
+    at = run_state(n="x", kind="median", on="yes", double="100")
+    messages = [w.value for w in at.warning]
+    assert "The link's value n='x' was ignored: it must be a whole number from 1 to 9." in messages
+    assert "The link's value kind='median' was ignored: it must be one of max, mean." in messages
+    assert "The link's value on='yes' was ignored: it must be 0 or 1." in messages
+    assert "The link's value double='100' was ignored: it must be a whole number from 0 to 99." in messages
+    assert at.markdown[0].value == "n=3 kind=max double=6 on=False"
+    assert dict(at.query_params) == {}  # the bad values are gone from the link
+
+
+def stepper_script() -> None:
+    import streamlit as st
+
+    from ui.state import Param, UrlState, int_in
+    from ui.stepper import step_controls
+
+    state = UrlState("t", [Param("step", 0, int_in(0, 1000))])
+    index = step_controls(state, "t", 4)
+    st.markdown(f"step {index}")
+    state.sync()
+
+
+def test_step_controls_step_clamp_and_keep_the_url():
+    at = AppTest.from_function(stepper_script)
+    at.query_params["step"] = "99"  # past the end of a 4-step stepper: the last step
+    at.run()
+    assert at.markdown[0].value == "step 3"
+    assert button(at, "Next").disabled and not button(at, "Previous").disabled
+    button(at, "Start").click().run()
+    assert at.markdown[0].value == "step 0" and dict(at.query_params) == {}
+    button(at, "Next").click().run()
+    button(at, "Next").click().run()
+    assert at.markdown[0].value == "step 2" and at.query_params["step"] == ["2"]
+    button(at, "Previous").click().run()
+    assert at.markdown[0].value == "step 1"
+    assert "Output 2 of 4" in at.get("progress")[0].proto.text
+
+
+def builder_script() -> None:
+    import streamlit as st
+
+    from ui.stack import StackBuilder
+    from ui.state import Param, UrlState
+
+    state = UrlState("t", [Param("net", "conv3x8,relu,maxpool2,flatten,fc10")])
+    builder = StackBuilder(state, "t", classes=10)
+    builder.draw_controls()
+    infos, problem = builder.analyse((1, 28, 28), "Fashion-MNIST")
+    builder.draw_analysis(infos, problem)
+    state.sync()
+
+
+def test_stack_builder_buttons_edit_the_stack_and_keep_bad_text():
+    at = AppTest.from_function(builder_script).run()
+    button(at, "Conv block").click().run()
+    assert at.query_params["net"] == ["conv3x8,relu,maxpool2,conv3x16,relu,flatten,fc10"]
+    button(at, "Batch norm").click().run()
+    assert at.query_params["net"] == ["conv3x8,relu,maxpool2,conv3x16,bn,relu,flatten,fc10"]
+    button(at, "GAP head").click().run()
+    assert at.query_params["net"] == ["conv3x8,relu,maxpool2,conv3x16,bn,relu,gap,fc10"]
+    at.text_input(key="t.net").set_value("conv3x8,oops").run()
+    assert any("Layer 2 'oops'" in e.value for e in at.error)
+    button(at, "Max pool").click().run()  # a button on unreadable text changes nothing
+    assert at.text_input(key="t.net").value == "conv3x8,oops"
+
+
+def test_stack_builder_checks_the_head_against_the_classes():
+    at = AppTest.from_function(builder_script).run()
+    at.text_input(key="t.net").set_value("conv3x8,gap,fc7").run()
+    assert any("ends in 7 outputs, but Fashion-MNIST has 10 classes" in e.value for e in at.error)
