@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Checkpoint
-from .network import (DEFAULT_STACK, StackError, analyse, build_model, format_stack, parse_stack, shape_text,
+from .network import (DEFAULT_STACK, StackError, analyse, build_model, format_stack, head_problem, parse_stack,
                       totals)
 from .notation import megabytes, shape
 
@@ -72,15 +72,6 @@ def available_devices() -> list[str]:
         found.append("mps")
     found.append("cpu")
     return found
-
-
-def head_problem(infos, n_classes: int, data_name: str = "the data") -> str | None:
-    """Why a stack cannot be trained as a classifier of n_classes (one score per class), or None."""
-    out = infos[-1].out_shape
-    if out == (n_classes,):
-        return None
-    return (f"The stack ends in {shape_text(out)} outputs, but {data_name} has {n_classes} classes: end the stack "
-            f"with fc{n_classes} (or a conv1x{n_classes} and gap) so that there is one score per class.")
 
 
 def pick_device(choice: str = "auto") -> torch.device:
