@@ -16,7 +16,8 @@ import math
 
 import plotly.graph_objects as go
 
-from .summary import Box, Summary, boxes, megabytes, shape_text
+from .notation import megabytes, percent, shape
+from .summary import BYTES_PER_NUMBER, Box, Summary, boxes
 
 # (front, top, side) face colours per kind
 COLOURS = {
@@ -63,12 +64,12 @@ def _cuboid(x: float, y: float, thick: float, face: float, depth: float, colours
 
 
 def _box_text(summary: Summary, box: Box) -> str:
-    lines = [f"<b>{box.label}</b>: {box.description}", f"output {shape_text(box.shape)}"]
+    lines = [f"<b>{box.label}</b>: {box.description}", f"output {shape(box.shape)}"]
     if box.rows:
         params = sum(summary.row(r).params for r in box.rows)
         macs = sum(summary.row(r).macs for r in box.rows)
         lines += [f"parameters {params:,}", f"multiply-adds {macs:,}"]
-    lines.append(f"activations {math.prod(box.shape):,} numbers ({megabytes(math.prod(box.shape) * 4)})")
+    lines.append(f"activations {math.prod(box.shape):,} numbers ({megabytes(math.prod(box.shape) * BYTES_PER_NUMBER)})")
     return "<br>".join(lines)
 
 
@@ -174,7 +175,8 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
             side = "above" if centre - last_at["above"] >= room or last_at["above"] < last_at["below"] else "below"
         last_at[side] = centre
         below = side == "below"
-        text = f"<b>{shape_text(box.shape)}</b><br>{name}" if below else f"{name}<br><b>{shape_text(box.shape)}</b>"
+        written = shape(box.shape)
+        text = f"<b>{written}</b><br>{name}" if below else f"{name}<br><b>{written}</b>"
         annotations.append({"x": centre, "y": bottom if below else top, "text": text, "showarrow": False,
                             "yanchor": "top" if below else "bottom", "xanchor": "center",
                             "font": {"size": 14, "color": "#111827", "family": FONT}})
@@ -214,27 +216,38 @@ def _bar_colours(summary: Summary, rows, selected: int | None) -> tuple[list[str
     return fill, line, width
 
 
+BAR_PITCH_PX = 18  # one bar per layer, one line of label text each: ResNet-18's 41 layers stay readable
+LAYER_FONT_PX = 13
+
+
 def _per_layer(summary: Summary, what: str, title: str, unit: str, selected: int | None,
                note: str, height_px: int) -> go.Figure:
+    """Horizontal bars, one per layer that has any `what`, the first layer at the top; the
+    layer names stand upright on the left however many layers there are (the figure grows)."""
     rows = [r for r in summary.layers if r.params > 0 or r.macs > 0]
     values = [getattr(r, what) for r in rows]
     fill, line, width = _bar_colours(summary, rows, selected)
     total = sum(values) or 1
-    text = [f"{v / total:.1%}" if v / total >= 0.03 else "" for v in values]
-    upright = len(rows) > 8  # narrow bars: upright labels never run into their neighbours
-    bars = {"type": "bar", "x": [r.label for r in rows], "y": values, "marker": {"color": fill,
-            "line": {"color": line, "width": width}}, "text": text, "textposition": "outside",
-            "textfont": {"size": 14}, "constraintext": "none", "cliponaxis": False, "customdata": [r.index for r in rows],
-            "textangle": -90 if upright else 0,
-            "hovertemplate": "%{x}: %{y:,} " + unit + "<extra></extra>"}
+    shares = [percent(v / total) for v in values]
+    places = list(range(len(rows)))  # positions, not names: a layer called twice keeps two bars
+    bars = {"type": "bar", "orientation": "h", "y": places, "x": values,
+            "marker": {"color": fill, "line": {"color": line, "width": width}},
+            "text": [s if v / total >= 0.03 else "" for s, v in zip(shares, values)], "textposition": "outside",
+            "textfont": {"size": 13}, "constraintext": "none", "cliponaxis": False,
+            "customdata": [r.index for r in rows],
+            "hovertext": [f"{r.label}: {v:,} {unit} ({s})" for r, v, s in zip(rows, values, shares)],
+            "hoverinfo": "text"}
     heading = f"{title}<br><span style='font-size:14px;color:#374151'>{note}</span>" if note else title
+    margin = {"l": 10, "r": 10, "t": 78, "b": 40}
     layout = {
         "title": {"text": heading, "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top", "font": {"size": 17}},
-        "height": height_px, "margin": {"l": 10, "r": 10, "t": 78, "b": 10},
-        "yaxis": {"title": {"text": unit}, "tickformat": "~s", "rangemode": "tozero",
-                  "range": [0, max(values, default=1) * (1.3 if upright else 1.15)], "gridcolor": "#e5e7eb", "tickfont": {"size": 13}},
-        "xaxis": {"tickangle": -60 if len(rows) > 12 else 0, "tickfont": {"size": 12}, "type": "category"},
+        "height": max(height_px, margin["t"] + margin["b"] + BAR_PITCH_PX * len(rows)), "margin": margin,
+        "xaxis": {"title": {"text": unit}, "tickformat": "~s", "rangemode": "tozero", "nticks": 5,
+                  "range": [0, max(values, default=1) * 1.22], "gridcolor": "#e5e7eb", "tickfont": {"size": 13}},
+        "yaxis": {"tickmode": "array", "tickvals": places, "ticktext": [r.label for r in rows],
+                  "autorange": "reversed", "tickfont": {"size": LAYER_FONT_PX}, "automargin": True},
         "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "showlegend": False, "bargap": 0.25,
+        "hoverlabel": {"bgcolor": "white", "font": {"size": 14}},
     }
     return go.Figure(data=[bars], layout=layout, _validate=False)
 
@@ -242,15 +255,14 @@ def _per_layer(summary: Summary, what: str, title: str, unit: str, selected: int
 def params_figure(summary: Summary, selected: int | None = None, height_px: int = 380) -> go.Figure:
     """Parameters of every layer that has any; the largest one named with its share."""
     big = summary.largest("params")
-    note = (f"<b>{big.label}</b> alone holds <b>{big.params / summary.params:.1%}</b> of all "
+    note = (f"<b>{big.label}</b> alone holds <b>{percent(big.params / summary.params)}</b> of all "
             f"{summary.params:,}") if summary.params else ""
     return _per_layer(summary, "params", "Parameters per layer", "parameters", selected, note, height_px)
 
 
 def macs_figure(summary: Summary, selected: int | None = None, height_px: int = 380) -> go.Figure:
     """Multiply-adds (bias counted) of every layer that does any; the convolutions' share named."""
-    share = summary.share("conv", "macs")
-    note = (f"the convolutions do <b>{share:.1%}</b> of all {summary.macs:,}"
+    note = (f"the convolutions do <b>{percent(summary.share('conv', 'macs'))}</b> of all {summary.macs:,}"
             if summary.macs else "")
     return _per_layer(summary, "macs", "Multiply-adds per layer (bias counted)", "multiply-adds",
                       selected, note, height_px)
@@ -267,9 +279,12 @@ def share_figure(summary: Summary, height_px: int = 220) -> go.Figure:
         shares = [summary.share(kind, "params"), summary.share(kind, "macs")]
         data.append({"type": "bar", "orientation": "h", "name": names[kind], "y": ["parameters", "multiply-adds"],
                      "x": shares, "marker": {"color": colours[kind]},
-                     "text": [f"{s:.1%}" if s >= 0.04 else "" for s in shares], "textposition": "inside",
-                     "insidetextanchor": "middle", "textfont": {"size": 16, "color": "white"},
-                     "hovertemplate": names[kind] + ": %{x:.2%} of the %{y}<extra></extra>"})
+                     # too narrow a segment gets no text (the hover and the sentence below give it)
+                     "text": [percent(s) if s >= 0.06 else "" for s in shares], "textposition": "inside",
+                     "insidetextanchor": "middle", "textangle": 0, "textfont": {"size": 16, "color": "white"},
+                     "hovertext": [f"{names[kind]}: {percent(s)} of the {what}"
+                                   for s, what in zip(shares, ("parameters", "multiply-adds"))],
+                     "hoverinfo": "text"})
     layout = {
         "barmode": "stack", "height": height_px, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
         "xaxis": {"tickformat": ".0%", "range": [0, 1], "gridcolor": "#e5e7eb", "tickfont": {"size": 13}},

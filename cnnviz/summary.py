@@ -39,6 +39,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .notation import approx, megabytes, shape
+
 BYTES_PER_NUMBER = 4  # float32
 MAX_INPUT_SIDE = 4096  # meta tensors cost nothing, but the numbers should stay meaningful
 MAX_INPUT_CHANNELS = 64
@@ -199,7 +201,7 @@ def _geometry(module: nn.Module) -> str:
         return str(value[0]) if len(set(value)) == 1 else _times(value)
 
     stride = module.stride if module.stride is not None else module.kernel_size
-    padding = module.padding if not isinstance(module.padding, str) else module.padding
+    padding = module.padding  # a number, a pair, or a word such as 'same'
     return (f"kernel {_times(_pair(module.kernel_size))}, stride {one(stride)}, "
             f"padding {padding if isinstance(padding, str) else one(padding)}")
 
@@ -303,16 +305,6 @@ class LayerRow:
         return [("parameters", "", self.params), ("multiply-adds", "", self.macs)]
 
 
-def shape_text(shape: Sequence[int]) -> str:
-    """The lecture's order: (64, 224, 224) -> '224×224×64' (height × width × channels);
-    vectors as their length, (4096,) -> '4096'."""
-    shape = tuple(shape)
-    if len(shape) == 3:
-        c, h, w = shape
-        return f"{h}×{w}×{c}"
-    return "×".join(str(n) for n in shape)
-
-
 # --------------------------------------------------------------------------- a whole model
 
 
@@ -375,8 +367,11 @@ class Summary:
         total = getattr(self, what)
         return sum(getattr(r, what) for r in self.layers if r.kind == kind) / total if total else 0.0
 
-    def largest(self, what: str = "params") -> LayerRow:
-        return max(self.layers, key=lambda r: getattr(r, what))
+    def largest(self, what: str = "params", kind: str | None = None) -> LayerRow | None:
+        """The layer with the most parameters (or 'macs'); of one kind only if `kind` is given
+        (None if the model has no layer of that kind)."""
+        rows = [r for r in self.layers if kind is None or r.kind == kind]
+        return max(rows, key=lambda r: getattr(r, what)) if rows else None
 
     def row(self, index: int) -> LayerRow:
         return self.layers[index]
@@ -481,8 +476,12 @@ def _labels(records, vgg_style: bool) -> list[str]:
     labels: list[str] = []
     counts: dict[str, int] = {}
     block, in_block, main = 1, 0, ""
-    for name, module, _, _ in records:
+    map_before = False  # did the layer before output a feature map?
+    for name, module, shape_in, shape_out in records:
         kind = layer_kind(module)
+        if map_before and len(shape_in) == 1:  # flattened in forward(): AlexNet's dropout follows "flatten"
+            main = "flatten"
+        map_before = len(shape_out) == 3
         indexed = re.fullmatch(r"(\w+\.)?\d+", name) is not None or name == ""  # features.3, classifier.0
         if not indexed:
             labels.append(name)
@@ -511,6 +510,8 @@ def _labels(records, vgg_style: bool) -> list[str]:
             labels.append(f"{word} ({main})" if main else word)
         else:
             labels.append(kind if kind != "other" else type(module).__name__)
+            if kind == "flatten":
+                main = "flatten"
     return labels
 
 
@@ -618,24 +619,24 @@ def _explain(failure: _Failure, title: str, in_shape, records, model,
     labels = _labels(records + [(failure.name, module, (), ())], vgg_style) if failure.inside else None
     where = (f"layer {len(records) + 1}, {labels[-1]} ({describe(module)}, module '{failure.name}')"
              if failure.inside else None)
-    shape = failure.in_shape
+    arriving = failure.in_shape
     kind = layer_kind(module)
-    if failure.inside and kind in ("conv", "pool") and shape is not None and len(shape) == 3:
+    if failure.inside and kind in ("conv", "pool") and arriving is not None and len(arriving) == 3:
         k = tuple(module.kernel_size) if kind == "conv" else _pair(module.kernel_size)
         pad = module.padding if not isinstance(module.padding, str) else (0, 0)
         pad = _pair(pad)
         smallest = smallest_input(model, c, max(in_shape[1:]))
-        text = (f"{start}: at {where} the maps are only {shape_text(shape)}, smaller than its "
+        text = (f"{start}: at {where} the maps are only {shape(arriving)}, smaller than its "
                 f"{_times(k)} window" + (f" even with padding {pad[0]}" if any(pad) else "") + ".")
         if smallest is not None:
             text += f" The smallest input {title} accepts is {smallest}×{smallest}."
         return text, smallest
-    if failure.inside and kind == "fc" and shape:
+    if failure.inside and kind == "fc" and arriving:
         return (f"{start}: at {where} the fully connected layer expects {module.in_features:,} inputs, "
-                f"but this input size gives it {shape[-1]:,}. A network that flattens its feature maps "
+                f"but this input size gives it {arriving[-1]:,}. A network that flattens its feature maps "
                 f"into a fully connected layer only takes the input size it was built for."), None
     if failure.inside:
-        return f"{start}: at {where}, whose input is {shape_text(shape or ())}, torch reports: {failure.error}", None
+        return f"{start}: at {where}, whose input is {shape(arriving or ())}, torch reports: {failure.error}", None
     after = labels[-1] if (labels := _labels(records, vgg_style)) else failure.name
     return (f"{start}: after layer {len(records)}, {after} (module '{failure.name}'), torch reports: "
             f"{failure.error}"), None
@@ -688,11 +689,16 @@ def boxes(summary: Summary, softmax: bool = True) -> list[Box]:
     """The diagram's boxes: input, every conv / pool / fc layer, a 'flatten' where a map
     becomes a vector, and (for a classifier) the softmax the lecture draws at the end.
 
-    An adaptive pool that leaves the shape unchanged (VGG's at 224×224) is folded into the
-    box before it, as the lecture does not draw it.
+    The flatten is drawn whether it is a module (nn.Flatten) or happens in the model's
+    forward() (torchvision's torch.flatten), whatever layer comes next: a fully connected
+    one (VGG), a dropout (AlexNet) or an activation. An adaptive pool that leaves the shape
+    unchanged (VGG's at 224×224) is folded into the box before it, as the lecture does not
+    draw it.
     """
-    out: list[Box] = [Box("input", "input", summary.in_shape, (), f"input image {shape_text(summary.in_shape)}")]
+    out: list[Box] = [Box("input", "input", summary.in_shape, (), f"input image {shape(summary.in_shape)}")]
     for row in summary.layers:
+        if row.kind != "flatten" and len(row.in_shape) == 1 and out[-1].spatial:
+            out.append(_flatten_box(out[-1].shape, ()))  # flattened in forward(): no module of its own
         prev = out[-1]
         same = row.out_shape == prev.shape
         if (row.kind in FOLDED or row.kind == "flatten" or (row.kind == "adaptive pool" and same)) \
@@ -701,12 +707,8 @@ def boxes(summary: Summary, softmax: bool = True) -> list[Box]:
             out[-1] = Box(prev.kind, prev.label, prev.shape, prev.rows + (row.index,),
                           prev.description + ("" if quiet else f" + {row.description}"))
             continue
-        if row.kind == "fc" and prev.spatial:
-            n = math.prod(prev.shape)
-            out.append(Box("flatten", "flatten", (n,), (), f"flatten {shape_text(prev.shape)} → {n:,}"))
         if row.kind == "flatten":
-            out.append(Box("flatten", "flatten", row.out_shape, (row.index,),
-                           f"flatten {shape_text(row.in_shape)} → {math.prod(row.out_shape):,}"))
+            out.append(_flatten_box(row.in_shape, (row.index,)))
             continue
         kind = {"conv": "conv", "pool": "pool", "adaptive pool": "pool", "fc": "fc"}.get(row.kind, "other")
         out.append(Box(kind, row.label, row.out_shape, (row.index,), row.description))
@@ -714,6 +716,11 @@ def boxes(summary: Summary, softmax: bool = True) -> list[Box]:
         out.append(Box("softmax", "softmax", out[-1].shape, (),
                        f"softmax: {out[-1].shape[0]:,} scores → probabilities"))
     return out
+
+
+def _flatten_box(map_shape: tuple[int, ...], rows: tuple[int, ...]) -> Box:
+    n = math.prod(map_shape)
+    return Box("flatten", "flatten", (n,), rows, f"flatten {shape(map_shape)} → {n:,}")
 
 
 def _folded(summary: Summary, box: Box) -> str:
@@ -729,9 +736,9 @@ def _folded(summary: Summary, box: Box) -> str:
 def walkthrough(summary: Summary) -> list[str]:
     """The lecture's walk-through in words, one line per step, from the real shapes:
     'Input: 224×224×3 = 150,528 numbers', '2 convolutions 3×3 with 64 filters (+ ReLU) → 224×224×64', ..."""
-    lines = [f"Input: {shape_text(summary.in_shape)} = {math.prod(summary.in_shape):,} numbers"]
-    items = boxes(summary)[1:]
-    i = 0
+    lines = [f"Input: {shape(summary.in_shape)} = {math.prod(summary.in_shape):,} numbers"]
+    items = boxes(summary)
+    i = 1
     while i < len(items):
         box = items[i]
         if box.kind == "conv":
@@ -744,45 +751,71 @@ def walkthrough(summary: Summary) -> list[str]:
             k = _times(row.kernel)
             extra = _folded(summary, box)
             word = "convolution" if n == 1 else f"{n} convolutions"
-            lines.append(f"{word} {k} with {box.shape[0]:,} filters{extra} → {shape_text(box.shape)}")
+            lines.append(f"{word} {k} with {box.shape[0]:,} filters{extra} → {shape(box.shape)}")
             i = j + 1
             continue
         if box.kind == "pool":
-            lines.append(f"{box.description} → {shape_text(box.shape)}")
+            lines.append(f"{box.description} → {shape(box.shape)}")
         elif box.kind == "flatten":
-            lines.append(f"flatten {box.description.split(' ')[1]} → {box.shape[0]:,}-dimensional vector")
+            lines.append(f"flatten {shape(items[i - 1].shape)} → {box.shape[0]:,}-dimensional vector")
         elif box.kind == "fc":
             lines.append(f"fully connected, {box.shape[0]:,} neurons{_folded(summary, box)}")
         elif box.kind == "softmax":
             lines.append(f"softmax → {box.shape[0]:,} class probabilities")
         else:
-            lines.append(f"{box.description} → {shape_text(box.shape)}")
+            lines.append(f"{box.description} → {shape(box.shape)}")
         i += 1
     return lines
+
+
+def overview(summary: Summary) -> str:
+    """The model in one sentence, from its layers: 'maps a 224×224×3 image to 1,000 class
+    scores through 13 convolution layers (3×3 kernels), 5 max-pooling layers and 3 fully
+    connected layers'. Layers that change nothing (VGG's adaptive pool at 224×224) and those
+    without weights or pooling (ReLU, dropout, flatten) go unsaid."""
+    def layers(n: int, what: str) -> str:
+        return f"{n} {what} layer" + ("s" if n != 1 else "")
+
+    parts = []
+    convs = [r for r in summary.layers if r.kind == "conv"]
+    if convs:
+        kernels = list(dict.fromkeys(_times(r.kernel) for r in convs))
+        text = f"{layers(len(convs), 'convolution')} ({_and(kernels)} kernels)"
+        norms = sum(r.kind == "batchnorm" for r in summary.layers)
+        parts.append(text + (f" with {norms} batch norm" + ("s" if norms != 1 else "") if norms else ""))
+    pools: dict[str, int] = {}
+    for r in summary.layers:
+        if r.kind == "pool":
+            what = "max-pooling" if r.type.startswith("Max") else "average-pooling"
+        elif r.kind == "adaptive pool" and r.out_shape != r.in_shape:
+            average = "Avg" in r.type
+            what = (("global average-pooling" if average else "global max-pooling") if r.out_shape[1:] == (1, 1)
+                    else f"adaptive {'average' if average else 'max'}-pooling (to {_times(r.out_shape[1:])})")
+        else:
+            continue
+        pools[what] = pools.get(what, 0) + 1
+    parts += [layers(n, what) for what, n in pools.items()]
+    fcs = sum(r.kind == "fc" for r in summary.layers)
+    if fcs:
+        parts.append(layers(fcs, "fully connected"))
+    out = summary.out_shape
+    result = f"{out[0]:,} class scores" if len(out) == 1 else f"a {shape(out)} map"
+    through = f" through {_and(parts)}" if parts else ""
+    return f"maps a {shape(summary.in_shape)} image to {result}{through}"
+
+
+def _and(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 # --------------------------------------------------------------------------- numbers for people
 
 
-def approx(n: float) -> str:
-    """138357544 -> '138.4 million', 15483821032 -> '15.48 billion'."""
-    for size, word, digits in ((1e9, "billion", 2), (1e6, "million", 1), (1e3, "thousand", 1)):
-        if abs(n) >= size:
-            return f"{n / size:,.{digits}f} {word}"
-    return f"{n:,.0f}"
-
-
-def megabytes(n_bytes: int) -> str:
-    """Bytes in decimal units: '12.8 MB', '16.4 kB', '40 B'."""
-    if n_bytes >= 1e5:
-        return f"{n_bytes / 1e6:,.1f} MB"
-    return f"{n_bytes / 1e3:,.1f} kB" if n_bytes >= 1000 else f"{n_bytes} B"
-
-
 def table_text(summary: Summary) -> str:
     """The summary as a fixed-width table with totals, for a terminal or a slide."""
     headers = ["#", "layer", "module", "what", "output", "params", "mult-adds", "w/o bias", "activation"]
-    body = [[str(r.number), r.label, r.name, r.description, shape_text(r.out_shape), f"{r.params:,}",
+    body = [[str(r.number), r.label, r.name, r.description, shape(r.out_shape), f"{r.params:,}",
              f"{r.macs:,}", f"{r.macs_without_bias:,}", megabytes(r.activation_bytes)] for r in summary.layers]
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
     right = {0, 5, 6, 7, 8}
@@ -790,7 +823,7 @@ def table_text(summary: Summary) -> str:
     def line(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
-    out = [f"{summary.title}, input {shape_text(summary.in_shape)} (one image, float32)",
+    out = [f"{summary.title}, input {shape(summary.in_shape)} (one image, float32)",
            line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in body), ""]
     out.append(f"Parameters:          {summary.params:>18,}  ({approx(summary.params)}, "
                f"{megabytes(summary.param_bytes)})")

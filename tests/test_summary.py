@@ -15,9 +15,11 @@ import torchinfo
 import torchvision
 from torch import nn
 
+from cnnviz import notation
 from cnnviz import summary as S
 from cnnviz.architecture_figures import HIGHLIGHT, block_diagram, macs_figure, params_figure, share_figure
 from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack
+from cnnviz.notation import percent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -257,7 +259,7 @@ def test_cli_table(capsys):
         assert f"{row.label}" in out
     lines = [line for line in out.splitlines() if line.strip()[:2].strip().isdigit()]
     assert len(lines) == len(summary.layers) == 39
-    assert "fc1" in lines[32] and "102,764,544" in lines[32] and "4096" in lines[32]
+    assert "fc1" in lines[32] and "102,764,544" in lines[32] and "4,096" in lines[32]
 
 
 def test_cli_json_through_python_dash_m():
@@ -291,7 +293,7 @@ def test_block_diagram_draws_every_box_and_outlines_the_selected_one():
     assert len(outlined) == 3
     texts = " ".join(a.text for a in fig.layout.annotations)
     for shape in ("224×224×3", "224×224×64", "112×112×128", "56×56×256", "28×28×512", "14×14×512",
-                  "7×7×512", "25088", "4096", "1000"):
+                  "7×7×512", "25,088", "4,096", "1,000"):
         assert shape in texts
     hover = fig.data[0]
     assert list(hover.customdata) == [b.rows[0] if b.rows else -1 for b in items]
@@ -307,11 +309,12 @@ def test_charts_show_each_layer_value_and_the_shares():
     summary = S.summarize("vgg16", 224)
     weighted = [r for r in summary.layers if r.params or r.macs]
     params = params_figure(summary, selected=32)
-    assert list(params.data[0].y) == [r.params for r in weighted]
-    assert f"{summary.largest().params / summary.params:.1%}" in params.layout.title.text
+    assert list(params.data[0].x) == [r.params for r in weighted]
+    assert "<b>74.3%</b>" in params.layout.title.text  # fc1's share
+    assert f"<b>{percent(summary.largest().params / summary.params)}</b>" in params.layout.title.text
     macs = macs_figure(summary)
-    assert sum(macs.data[0].y) == summary.macs
-    assert f"{summary.share('conv', 'macs'):.1%}" in macs.layout.title.text
+    assert sum(macs.data[0].x) == summary.macs
+    assert f"<b>{percent(summary.share('conv', 'macs'))}</b>" in macs.layout.title.text
     share = share_figure(summary)
     conv = next(t for t in share.data if t.name == "convolutions")
     assert list(conv.x) == [summary.share("conv"), summary.share("conv", "macs")]
@@ -374,10 +377,10 @@ def test_overview_describes_the_selected_model_from_its_layers():
         "kernels), 3 max-pooling layers and 3 fully connected layers")
     assert S.overview(S.summarize("resnet18", 224)) == (
         "maps a 224×224×3 image to 1,000 class scores through 20 convolution layers (7×7, 3×3 and 1×1 "
-        "kernels) with 20 batch norms, 1 max-pooling layer, 1 global average pooling and 1 fully "
+        "kernels) with 20 batch norms, 1 max-pooling layer, 1 global average-pooling layer and 1 fully "
         "connected layer")
-    stack, in_shape = preset("Tiny CNN (Fashion-MNIST)")
-    assert S.overview(S.summarize_stack(stack, in_shape)) == (
+    tiny = STACK_PRESETS["Tiny CNN (Fashion-MNIST)"]
+    assert S.overview(S.summarize_stack(tiny.stack, tiny.in_shape)) == (
         "maps a 28×28×1 image to 10 class scores through 2 convolution layers (3×3 kernels), "
         "2 max-pooling layers and 1 fully connected layer")
 
@@ -411,7 +414,9 @@ def test_per_layer_charts_of_many_layers_are_horizontal_with_room_for_every_labe
     for figure, what in ((params_figure(resnet), "params"), (macs_figure(resnet), "macs")):
         bars = figure.data[0]
         assert bars.orientation == "h"
-        assert list(bars.y) == [r.label for r in weighted] and list(bars.x) == [getattr(r, what) for r in weighted]
+        assert list(figure.layout.yaxis.ticktext) == [r.label for r in weighted]
+        assert list(bars.y) == list(figure.layout.yaxis.tickvals) == list(range(len(weighted)))
+        assert list(bars.x) == [getattr(r, what) for r in weighted]
         assert figure.layout.yaxis.autorange == "reversed"  # the first layer at the top
         margin = figure.layout.margin
         pitch = (figure.layout.height - margin.t - margin.b) / len(weighted)
@@ -419,7 +424,7 @@ def test_per_layer_charts_of_many_layers_are_horizontal_with_room_for_every_labe
 
 
 def test_shapes_are_written_through_notation():
-    for duplicate in ("shape_text", "approx", "megabytes"):
-        assert not hasattr(S, duplicate)  # one way to write them: cnnviz.notation
+    assert not hasattr(S, "shape_text")  # one way to write them: cnnviz.notation's
+    assert (S.approx, S.megabytes) == (notation.approx, notation.megabytes)
     texts = " ".join(a.text for a in block_diagram(S.summarize("vgg16", 224)).layout.annotations)
     assert "25,088" in texts and "4,096" in texts
