@@ -8,22 +8,23 @@ import streamlit as st
 
 from cnnviz.architecture_figures import block_diagram, macs_figure, params_figure, share_figure
 from cnnviz.network import STACK_PRESETS
+from cnnviz.notation import MINUS, approx, megabytes, percent, shape
 from cnnviz.summary import (
     LECTURE_INPUT,
     LECTURE_MULTIPLY_ADDS,
     LECTURE_PARAMS,
     TORCHVISION_MODELS,
+    Summary,
     SummaryError,
-    approx,
-    megabytes,
-    shape_text,
+    overview,
     summarize,
     summarize_stack,
     walkthrough,
 )
 from ui.lessons import page_setup
-from ui.show import arithmetic
+from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
+from ui.training import TRAINED_KEY
 
 page_setup("5_VGG16_explorer.py")
 
@@ -31,14 +32,21 @@ MAX_SIDE = 1024
 DEFAULT_STACK = "Tiny CNN (Fashion-MNIST)"
 
 
-def trained_model():
-    """(stack, in_shape, title, trained?) of the CNN from the Train page, or the default preset."""
-    ckpt = st.session_state.get("cnnviz.trained")
-    if ckpt is not None and getattr(ckpt, "stack", None) and getattr(ckpt, "in_shape", None):
-        accuracy = (getattr(ckpt, "metrics", None) or {}).get("test_accuracy")
-        note = f", test accuracy {accuracy:.1%}" if isinstance(accuracy, float) else ""
-        return ckpt.stack, tuple(ckpt.in_shape), f"your CNN ({getattr(ckpt, 'dataset', 'trained')}{note})", True
-    return STACK_PRESETS[DEFAULT_STACK].stack, STACK_PRESETS[DEFAULT_STACK].in_shape, f"{DEFAULT_STACK}, untrained", False
+def default_cnn() -> tuple[str, tuple[int, int, int]]:
+    """(stack, input shape) of the preset shown until a CNN is trained: the one place that reads the presets."""
+    preset = STACK_PRESETS[DEFAULT_STACK]
+    return preset.stack, preset.in_shape
+
+
+def session_cnn() -> tuple[str, tuple[int, int, int], str, bool]:
+    """(stack, in_shape, caption, trained?) of the CNN from the Train page, or the default preset."""
+    checkpoint = st.session_state.get(TRAINED_KEY)
+    if checkpoint is None:
+        stack, in_shape = default_cnn()
+        return stack, in_shape, f"{DEFAULT_STACK}, untrained", False
+    accuracy = checkpoint.test_accuracy
+    note = f", test accuracy {percent(accuracy)}" if accuracy is not None else ""
+    return checkpoint.stack, tuple(checkpoint.in_shape), f"your CNN ({checkpoint.dataset}{note})", True
 
 
 MODEL_LABELS = {key: choice.title for key, choice in TORCHVISION_MODELS.items()}
@@ -46,7 +54,7 @@ MODEL_LABELS["cnn"] = "The CNN from the Train page"
 
 
 def default_input(state: UrlState) -> int:
-    return trained_model()[1][1] if state["model"] == "cnn" else TORCHVISION_MODELS[state["model"]].input_size
+    return session_cnn()[1][1] if state["model"] == "cnn" else TORCHVISION_MODELS[state["model"]].input_size
 
 
 state = UrlState("vgg", [
@@ -62,10 +70,9 @@ def on_model() -> None:
 
 
 def on_diagram() -> None:
-    event = st.session_state.get("vgg.diagram")
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-        getattr(getattr(event, "selection", None), "points", [])
-    for point in points:
+    """A click on a box selects its first layer (the box's customdata; -1 for flatten and softmax)."""
+    event = st.session_state.get("vgg.diagram") or {}
+    for point in event.get("selection", {}).get("points", []):
         row = point.get("customdata")
         if isinstance(row, list):
             row = row[0] if row else None
@@ -73,46 +80,59 @@ def on_diagram() -> None:
             state["layer"] = int(row)
 
 
+def difference(lecture: int, computed: int) -> str:
+    """How far the lecture's round figure is from the exact count: '−4.6%'."""
+    share = (lecture - computed) / computed
+    return ("+" if share >= 0 else MINUS) + percent(abs(share))
+
+
+def model_summary(size: int) -> Summary:
+    """The selected model for a size×size input (SummaryError if it cannot take it)."""
+    if state["model"] == "cnn":
+        stack, built_for, _, trained = session_cnn()
+        return summarize_stack(stack, (built_for[0], size, size), built_for=built_for,
+                               title="Your CNN" if trained else "The default small CNN")
+    return summarize(state["model"], size)
+
+
 state.show_problems()
 
-st.markdown(
-    "The lecture's example network, **VGG-16**, maps a 224×224×3 image to 1000 class scores through "
-    "13 convolution layers (3×3 kernels, stride 1, padding), 5 max-pooling layers and 3 fully connected "
-    "layers. Every number below is computed from the model itself: torchvision's architecture, built "
-    "without its weights, traced with an empty input of the size you choose.")
+size = state["input"]
+try:
+    summary, problem = model_summary(size), None
+except SummaryError as error:
+    summary, problem = None, error
+described = summary or model_summary(default_input(state))  # the intro still describes the model
+lead = ("The lecture's example network, **VGG-16**," if described.key == "vgg16" else f"**{described.title}**")
+st.markdown(f"{lead} {overview(described)}. Every number below is computed from the model itself: its "
+            "architecture, built without its weights, traced with an empty input of the size you choose.")
 
 with st.container(border=True):
     left, middle, right = st.columns([3, 2, 4], vertical_alignment="bottom")
     left.selectbox("Model", list(MODEL_LABELS), key=state.key("model"), on_change=on_model,
                    format_func=MODEL_LABELS.get)
+    trained_at = default_input(state)
     middle.number_input("Input size (pixels)", 1, MAX_SIDE, key=state.key("input"),
-                        help="Height and width of the square input image. VGG-16 was trained on 224×224.")
+                        help=f"Height and width of the square input image. {described.title} was "
+                             f"{'built' if state['model'] == 'cnn' else 'trained'} for {trained_at}×{trained_at}.")
     if state["model"] == "cnn":
-        stack, built_for, cnn_title, trained = trained_model()
-        right.caption(f"**{cnn_title}**: `{stack}`, built for {shape_text(built_for)} inputs.")
+        stack, built_for, cnn_title, trained = session_cnn()
+        right.caption(f"**{cnn_title}**: `{stack}`, built for {shape(built_for)} inputs.")
         if not trained:
             right.info("No CNN has been trained in this session yet, so this is the default small stack. "
                        "Train one on the **Train a CNN** page and come back.", icon=":material/model_training:")
     else:
         right.caption(TORCHVISION_MODELS[state["model"]].note)
 
-size = state["input"]
-try:
-    if state["model"] == "cnn":
-        stack, built_for, cnn_title, trained = trained_model()
-        summary = summarize_stack(stack, (built_for[0], size, size), built_for=built_for,
-                                  title="Your CNN" if trained else "The default small CNN")
-    else:
-        summary = summarize(state["model"], size)
-except SummaryError as error:
-    st.error(f"**No output for this input size.** {error}", icon=":material/block:")
+if problem is not None:
+    st.error(f"**No output for this input size.** {problem}", icon=":material/block:")
     default = default_input(state)
     buttons = st.columns([1, 1, 3])
     buttons[0].button(f"Back to {default}×{default}", on_click=state.__setitem__, args=("input", default),
                       icon=":material/undo:", width="stretch")
-    if error.smallest is not None and error.smallest != default:
-        buttons[1].button(f"Try {error.smallest}×{error.smallest}, the smallest",
-                          on_click=state.__setitem__, args=("input", error.smallest),
+    if problem.smallest is not None and problem.smallest != default:
+        buttons[1].button(f"Try {problem.smallest}×{problem.smallest}, the smallest",
+                          on_click=state.__setitem__, args=("input", problem.smallest),
                           icon=":material/zoom_in:", width="stretch")
     state.sync()
     st.stop()
@@ -137,9 +157,8 @@ cols[3].metric("Activations of one image", megabytes(summary.activation_bytes),
                help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
 
 # ---- the block diagram -------------------------------------------------------------------------
-st.subheader(f"{summary.title} for a {shape_text(summary.in_shape)} input")
-st.plotly_chart(block_diagram(summary, selected.index), key="vgg.diagram", on_select=on_diagram,
-                selection_mode="points", config={"displayModeBar": False}, width="stretch")
+st.subheader(f"{summary.title} for a {shape(summary.in_shape)} input")
+chart(block_diagram(summary, selected.index), key="vgg.diagram", on_select=on_diagram, selection_mode="points")
 st.caption("Each box is one layer's output: its front face is as tall as the feature map, its depth is the "
            "map's width and its thickness the number of channels (vectors: as tall as their length). Sizes "
            "grow with the square root of the numbers, so the 7×7 maps stay visible next to the 224×224 ones. "
@@ -167,7 +186,7 @@ with st.container(border=True):
     pick.selectbox("Layer (or click a box above)", range(len(summary.layers)), key=state.key("layer"),
                    format_func=names.__getitem__)
     geometry = f"; {selected.geometry}" if selected.geometry else ""
-    where.markdown(f"Input **{shape_text(selected.in_shape)}** → output **{shape_text(selected.out_shape)}**"
+    where.markdown(f"Input **{shape(selected.in_shape)}** → output **{shape(selected.out_shape)}**"
                    f"{geometry} (module `{selected.name}`, `{selected.type}`)")
     lines = []
     for what, formula, value in selected.formulas():
@@ -175,12 +194,12 @@ with st.container(border=True):
             lines.append((what, f"{formula} = {value:,}"))
         else:
             lines.append((what, f"{value:,}" + (f"  ({formula})" if formula and formula != "none" else "")))
-    lines.append(("activations", f"{shape_text(selected.out_shape)} = {selected.outputs:,} numbers = "
+    lines.append(("activations", f"{shape(selected.out_shape)} = {selected.outputs:,} numbers = "
                                  f"{megabytes(selected.activation_bytes)}"))
     arithmetic(lines)
     if (selected.params or selected.macs) and summary.params and summary.macs:
-        st.caption(f"{selected.label}: {selected.params / summary.params:.1%} of the parameters, "
-                   f"{selected.macs / summary.macs:.1%} of the multiply-adds.")
+        st.caption(f"{selected.label}: {percent(selected.params / summary.params)} of the parameters, "
+                   f"{percent(selected.macs / summary.macs)} of the multiply-adds.")
     elif selected.macs == 0:
         st.caption("The lecture counts ReLU and max pooling as maximum operations (comparisons), "
                    "not multiply-adds; dropout and flattening do no arithmetic at inference.")
@@ -188,16 +207,24 @@ with st.container(border=True):
 # ---- where the parameters and the compute are ----------------------------------------------------
 st.subheader("Where the parameters are, and where the compute is")
 left, right = st.columns(2)
-left.plotly_chart(params_figure(summary, selected.index), key="vgg.params", config={"displayModeBar": False})
-right.plotly_chart(macs_figure(summary, selected.index), key="vgg.macs", config={"displayModeBar": False})
-st.plotly_chart(share_figure(summary), key="vgg.share", config={"displayModeBar": False})
-fc_share, conv_macs = summary.share("fc"), summary.share("conv", "macs")
-big = summary.largest("params")
+chart(params_figure(summary, selected.index), key="vgg.params", where=left)
+chart(macs_figure(summary, selected.index), key="vgg.macs", where=right)
+chart(share_figure(summary), key="vgg.share")
 if summary.params and summary.macs:
-    st.markdown(f"The fully connected layers hold **{fc_share:.1%}** of the parameters "
-                f"({big.label} alone {big.params / summary.params:.1%}), but the convolutions do "
-                f"**{conv_macs:.1%}** of the multiply-adds: a weight of a convolution is used at every "
-                f"position of its map, a weight of a fully connected layer once per image.")
+    fc_layers = [r for r in summary.layers if r.kind == "fc"]
+    biggest, biggest_fc = summary.largest("params"), summary.largest("params", kind="fc")
+    fc_text = ""
+    if fc_layers:
+        holds = "layers hold" if len(fc_layers) > 1 else "layer holds"
+        fc_text = f"The fully connected {holds} **{percent(summary.share('fc'))}** of the parameters"
+        if len(fc_layers) > 1:
+            fc_text += f" ({biggest_fc.label} alone {percent(biggest_fc.params / summary.params)})"
+        if biggest is not biggest_fc:
+            fc_text += f"; the largest layer is {biggest.label} ({percent(biggest.params / summary.params)})"
+        fc_text += ". "
+    st.markdown(f"{fc_text}The convolutions do **{percent(summary.share('conv', 'macs'))}** of the "
+                "multiply-adds: a weight of a convolution is used at every position of its map"
+                + (", a weight of a fully connected layer once per image." if fc_layers else "."))
 
 # ---- against the lecture -------------------------------------------------------------------------
 st.subheader("Against the lecture's numbers")
@@ -212,24 +239,26 @@ with st.container(border=True):
         "": ["parameters", "multiply-adds"],
         "lecture (approximately)": [f"{LECTURE_PARAMS:,}", f"{LECTURE_MULTIPLY_ADDS:,}"],
         "computed (exact)": [f"{exact.params:,}", f"{exact.macs:,}"],
-        "difference": [f"{(LECTURE_PARAMS - exact.params) / exact.params:+.1%}",
-                       f"{(LECTURE_MULTIPLY_ADDS - exact.macs) / exact.macs:+.1%}"],
+        "difference": [difference(LECTURE_PARAMS, exact.params), difference(LECTURE_MULTIPLY_ADDS, exact.macs)],
     })
     st.dataframe(table, hide_index=True)
-    binary = exact.params / 2 ** 20
     st.markdown(
         f"- **Parameters.** VGG-16 has exactly **{exact.params:,}** parameters: {conv_params:,} in the 13 "
-        f"convolutions and {fc_params:,} in the 3 fully connected layers (Simonyan & Zisserman's paper "
-        f"says 138 million). The slide's 132,000,000 is {(exact.params - LECTURE_PARAMS) / exact.params:.1%} "
-        f"lower; it is what you get when the count is given in units of 2²⁰ = 1,048,576, as memory sizes "
-        f"often are: {exact.params:,} / 1,048,576 = **{binary:.1f}**.\n"
+        f"convolutions and {fc_params:,} in the 3 fully connected layers; Simonyan & Zisserman's paper says "
+        f"138 million. The slide's 132,000,000 is {percent((exact.params - LECTURE_PARAMS) / exact.params)} "
+        f"lower, and the lecture does not say where it comes from. It may be a question of units: counted in "
+        f"units of 2²⁰ = 1,048,576, as memory sizes often are, {exact.params:,} is "
+        f"{exact.params / 2 ** 20:.1f} ≈ {round(exact.params / 2 ** 20)}; or it may be the count of a different variant of the network.\n"
         f"- **Multiply-adds.** With the lecture's formula m′·l′·d′·(k·k·d + 1) for every convolution and "
-        f"n′·(n + 1) for every fully connected layer, one image costs **{exact.macs:,}** multiply-adds "
-        f"({approx(exact.macs)}; {exact.macs_without_bias:,} without the biases), which the slide rounds to "
-        f"16 billion. In FLOPs (a multiplication and an addition each) that is {approx(exact.flops)}, so a "
+        f"n′·(n + 1) for every fully connected layer, one image costs exactly **{exact.macs:,}** multiply-adds "
+        f"(≈ {approx(exact.macs)}; {exact.macs_without_bias:,} without the biases); the slide gives ≈16 "
+        f"billion. In FLOPs (a multiplication and an addition each) that is {approx(exact.flops)}, so a "
         f"quoted \"15.5 GFLOPs\" for VGG-16 really counts multiply-adds.\n"
+        f"- **The gradient.** Training computes $\\nabla L(\\theta) \\in \\mathbb{{R}}^{{{exact.params}}}$: one "
+        f"number per parameter, {exact.params:,} of them, another {megabytes(exact.param_bytes)} beside the "
+        f"weights in float32 (the slide writes $\\mathbb{{R}}^{{{LECTURE_PARAMS}}}$).\n"
         f"- **Not counted:** the maximum operations of ReLU and max pooling, {exact.max_operations:,} "
-        f"comparisons ({exact.max_operations / exact.macs:.2%} of the multiply-adds), and the softmax.")
+        f"comparisons ({percent(exact.max_operations / exact.macs)} of the multiply-adds), and the softmax.")
 
 # ---- the table -----------------------------------------------------------------------------------
 st.subheader("Every layer")
@@ -237,7 +266,7 @@ frame = pd.DataFrame({
     "#": [r.number for r in summary.layers],
     "layer": [r.label for r in summary.layers],
     "what": [r.description for r in summary.layers],
-    "output (H×W×C)": [shape_text(r.out_shape) for r in summary.layers],
+    "output (H×W×C)": [shape(r.out_shape) for r in summary.layers],
     "parameters": [r.params for r in summary.layers],
     "multiply-adds": [r.macs for r in summary.layers],
     "without bias": [r.macs_without_bias for r in summary.layers],
@@ -265,7 +294,7 @@ st.caption(f"Totals: {summary.params:,} parameters, {summary.macs:,} multiply-ad
            "as in the lecture. Multiply-adds agree layer by layer with torchinfo's \"Mult-Adds\".")
 
 with st.expander("For your slides: the same table from the command line", icon=":material/terminal:"):
-    model_arg = state["model"] if state["model"] != "cnn" else f"'{trained_model()[0]}'"
+    model_arg = state["model"] if state["model"] != "cnn" else f"'{session_cnn()[0]}'"
     extra = f" --channels {summary.in_shape[0]}" if state["model"] == "cnn" else ""
     st.code(f"python -m cnnviz.summary {model_arg} --input {size}{extra}\n"
             f"python -m cnnviz.summary {model_arg} --input {size}{extra} --json", language="bash")

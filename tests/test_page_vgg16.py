@@ -4,10 +4,12 @@ models and sizes, links, and inputs that cannot work."""
 
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import open_page
+from apptest_helpers import ROOT, open_page
 from cnnviz import summary as S
 from cnnviz.checkpoint import Checkpoint
 from cnnviz.network import STACK_PRESETS, build_model
+from cnnviz.notation import percent
+from ui.training import TRAINED_KEY
 
 PAGE = "pages/5_VGG16_explorer.py"
 
@@ -55,7 +57,7 @@ def test_opens_on_vgg16_at_224_with_the_lecture_walk_through_and_totals():
 def test_layer_link_shows_that_layers_formulas():
     at = run_page(layer="32")
     text = text_of(at)
-    assert "Input **25088** → output **4096**" in text
+    assert "Input **25,088** → output **4,096**" in text
     assert "n′·(n + 1) = 4096·(25088 + 1) = 102,764,544" in text
     assert "fc1: 74.3% of the parameters" in next(c.value for c in at.caption if c.value.startswith("fc1:"))
 
@@ -117,7 +119,7 @@ def test_the_cnn_trained_in_this_session_is_analysed():
     stack, shape = "conv3x4,relu,maxpool2,conv3x6,relu,gap,fc3", (3, 32, 32)
     ckpt = Checkpoint.from_model(build_model(stack, shape), stack, shape, ["a", "b", "c"], "cifar10",
                                  {"test_accuracy": 0.5})
-    at = run_page(session={"cnnviz.trained": ckpt}, model="cnn")
+    at = run_page(session={TRAINED_KEY: ckpt}, model="cnn")
     assert not at.info
     expected = S.summarize_stack(stack, shape)
     assert metrics(at)["Parameters"] == f"{expected.params:,}"
@@ -125,3 +127,56 @@ def test_the_cnn_trained_in_this_session_is_analysed():
     # gap makes it work at any size; other sizes give other multiply-adds
     at.number_input(key="vgg.input").set_value(64).run()
     assert metrics(at)["Multiply-adds"] == f"{S.summarize_stack(stack, (3, 64, 64)).macs:,}"
+
+
+def test_alexnet_walk_through_shows_the_flatten():
+    text = text_of(run_page(model="alexnet"))
+    assert "max pool 3×3, stride 2 → 6×6×256" in text
+    assert "flatten 6×6×256 → 9,216-dimensional vector" in text
+    assert "dropout p=0.5 →" not in text
+
+
+def test_the_introduction_describes_the_selected_model():
+    intro = run_page(model="alexnet").markdown[0].value
+    assert intro.startswith("**AlexNet** maps a 224×224×3 image to 1,000 class scores through 5 convolution "
+                            "layers (11×11, 5×5 and 3×3 kernels), 3 max-pooling layers and 3 fully connected layers.")
+    assert "13 convolution" not in intro and "VGG-16" not in intro
+    intro = run_page(model="resnet18", input="160").markdown[0].value
+    assert intro.startswith("**ResNet-18** maps a 160×160×3 image to 1,000 class scores through 20 convolution")
+    text = run_page().markdown[0].value
+    assert "The lecture's example network, **VGG-16**, maps a 224×224×3 image to 1,000 class scores through " \
+           "13 convolution layers (3×3 kernels), 5 max-pooling layers and 3 fully connected layers" in text
+
+
+def test_resnet_shares_name_the_fully_connected_layer_and_never_round_to_100():
+    at = run_page(model="resnet18")
+    text = text_of(at)
+    resnet = S.summarize("resnet18", 224)
+    assert f"The fully connected layer holds **{percent(resnet.share('fc'))}** of the parameters" in text
+    assert "layer4.0.conv2 alone" not in text
+    assert "the largest layer is layer4.0.conv2 (20.2%)" in text
+    assert "**99.97%** of the multiply-adds" in text and "100.0%" not in text
+
+
+def test_a_small_layers_share_is_not_rounded_to_zero():
+    at = run_page(layer="2")  # conv1_2: 36,928 of 138,357,544 parameters
+    caption = next(c.value for c in at.caption if c.value.startswith("conv1_2:"))
+    assert "conv1_2: 0.03% of the parameters" in caption and "0.0%" not in caption.replace("0.03%", "")
+
+
+def test_lecture_numbers_are_compared_honestly():
+    text = text_of(run_page())
+    assert "15,483,821,032" in text and "≈ 15.48 billion" in text and "≈16 billion" in text
+    assert "rounds to 16 billion" not in text
+    assert "**138,357,544**" in text and "138 million" in text
+    assert "it is what you get" not in text
+    assert "may" in text and f"{138_357_544 / 2 ** 20:.1f}" in text  # a possibility, not a fact
+    # The lecture's gradient: one number per parameter.
+    assert r"\nabla L(\theta) \in \mathbb{R}^{138357544}" in text and "one number per parameter" in text
+    assert r"\mathbb{R}^{132000000}" in text
+
+
+def test_the_page_uses_the_shared_session_key_and_chart_helper():
+    source = (ROOT / PAGE).read_text()
+    assert "TRAINED_KEY" in source and '"cnnviz.trained"' not in source
+    assert "st.plotly_chart" not in source and "getattr(" not in source
