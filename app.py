@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from ui.lessons import LESSONS, sidebar
+from ui.lessons import APP_ICON, LESSONS, sidebar
 
-st.set_page_config(page_title="cnnviz", page_icon=":material/grid_on:", layout="wide")
+st.set_page_config(page_title="cnnviz", page_icon=APP_ICON, layout="wide")
 sidebar()
 
 st.title("cnnviz")
@@ -18,11 +18,7 @@ for number, lesson in enumerate(LESSONS, start=1):
     with st.container(border=True):
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
-            if lesson.path.exists():
-                st.page_link(f"pages/{lesson.page}",
-                             label=f"{number}. {lesson.title}", icon=lesson.icon)
-            else:
-                st.markdown(f"**{number}. {lesson.title}** · *in preparation*")
+            st.page_link(lesson.path, label=f"{number}. {lesson.title}", icon=lesson.icon)
             st.markdown(lesson.teaches)
         with right:
             st.caption(f"Lecture slides: {lesson.slides}")

@@ -32,6 +32,10 @@ from browser_helpers import (
 )
 from server import DEFAULT_APP, REPO_ROOT, StreamlitServer
 
+# The served app hides error details (.streamlit/config.toml); tests want to read them, in AppTest
+# and in the servers they start (which inherit this environment).
+os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
+
 _SERVERS = pytest.StashKey[list]()
 
 

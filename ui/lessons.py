@@ -14,6 +14,9 @@ import streamlit as st
 from ui.training import publish_finished_job
 
 ROOT = Path(__file__).resolve().parent.parent
+# The browser tab's icon, served by the app: a Material icon there is fetched from Google's font
+# CDN by every browser (and fails quietly offline). The in-page Material icons ship with Streamlit.
+APP_ICON = str(ROOT / "assets" / "icons" / "cnnviz.png")
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,9 @@ class Lesson:
     teaches: str
 
     @property
-    def path(self) -> Path:
-        return ROOT / "pages" / self.page
-
-    @property
-    def url_path(self) -> str:
-        """The URL Streamlit gives a pages/ file: the name without its number prefix."""
-        return self.page.split("_", 1)[1].removesuffix(".py")
+    def path(self) -> str:
+        """The page's script, as st.page_link and st.switch_page name it."""
+        return f"pages/{self.page}"
 
 
 LESSONS = [
@@ -67,14 +66,13 @@ def sidebar() -> None:
     with st.sidebar:
         st.page_link("app.py", label="Home: the lecture's map", icon=":material/home:")
         for number, lesson in enumerate(LESSONS, start=1):
-            if lesson.path.exists():
-                st.page_link(f"pages/{lesson.page}", label=f"{number}. {lesson.title}", icon=lesson.icon)
+            st.page_link(lesson.path, label=f"{number}. {lesson.title}", icon=lesson.icon)
 
 
 def page_setup(page_file: str) -> Lesson:
     """Common page configuration; returns the lesson this page is."""
     lesson = next(lesson for lesson in LESSONS if lesson.page == page_file)
-    st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=lesson.icon, layout="wide")
+    st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=APP_ICON, layout="wide")
     # A training run that ended while the student was elsewhere becomes the session's model
     # on whichever page they are looking at (the explorer and the classify page use it).
     publish_finished_job()
