@@ -140,3 +140,9 @@ def test_bad_link_values_say_what_the_parameter_expects():
     assert "invalid literal" not in warnings  # Python's wording
     assert "step='abc'" in warnings and "a whole number from 0 to 100000" in warnings
     assert "s='nine'" in warnings and "a whole number from 1 to 4" in warnings
+
+
+def test_an_unknown_sample_photo_in_a_link_is_said():
+    at = run_page(img="Dog")
+    assert any("img='Dog' was ignored: it must be one of Cat" in w.value for w in at.warning)
+    assert at.selectbox(key="conv.img").value == "Cat"

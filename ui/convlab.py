@@ -21,6 +21,7 @@ from cnnviz import grids
 from cnnviz.conv import Convolution, ConvError
 from cnnviz.edits import fit_filter_channels, fit_filters, fit_input_channels, resize_kernel
 from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random_grid
+from cnnviz.images import SAMPLES
 
 from .grid_editor import GridEditor, random_size_inputs
 from .state import Param, UrlState, int_in, one_of
@@ -90,7 +91,7 @@ STATE = [
     Param("s", _from_example("stride"), int_in(1, MAX_STRIDE)),
     Param("dil", _from_example("dilation"), int_in(1, MAX_DILATION)),
     Param("step", 0, int_in(0, 100_000)),
-    Param("img", "Cat", str),
+    Param("img", "Cat", one_of(*SAMPLES)),
 ]
 
 

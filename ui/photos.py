@@ -48,9 +48,7 @@ def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE, where=None) 
     """A sample (kept in the URL under `param`) or an upload; None (with a message shown) for a bad file.
 
     where: two containers (left, right) for the sample box and the upload box; None: two new columns."""
-    names = list(images.SAMPLES)
-    if state[param] not in names:
-        state[param] = names[0]
+    names = list(images.SAMPLES)  # the URL state holds one of them (its parser says when a link does not)
     left, right = st.columns(2) if where is None else where
     left.selectbox("Sample photo", names, key=state.key(param))
     upload = right.file_uploader("…or upload your own", type=UPLOAD_TYPES, key=f"{key}.upload")
