@@ -658,10 +658,10 @@ class Preset:
 FASHION, CIFAR = (1, 28, 28), (3, 32, 32)
 # Inputs the builders offer, by the key a link carries: (channels, height, width) and what has it.
 INPUT_CHOICES: dict[str, tuple[tuple[int, int, int], str]] = {
-    "28": (FASHION, "Fashion-MNIST, MNIST"),
-    "32": (CIFAR, "CIFAR-10, the lecture's data"),
-    "64": ((3, 64, 64), "a small photo"),
-    "128": ((3, 128, 128), "a larger photo"),
+    "28": (FASHION, "Fashion-MNIST"),
+    "32": (CIFAR, "CIFAR-10"),
+    "64": ((3, 64, 64), "small photo"),
+    "128": ((3, 128, 128), "photo"),
 }
 STACK_PRESETS: dict[str, Preset] = {
     "Tiny CNN (Fashion-MNIST)": Preset("conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10", FASHION),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from . import notation
 from .network import LayerInfo, unit_receptive_field
@@ -111,28 +111,27 @@ def centre_unit(info: LayerInfo) -> tuple[int, int]:
     return (height - 1) // 2, (width - 1) // 2
 
 
-def growth_figures(infos: Sequence[LayerInfo], picture: Image.Image, width_px: int = 170) -> list[go.Figure]:
-    """One small picture per conv or pooling layer: what its centre unit sees, growing layer by layer."""
-    figures = []
+def field_picture(picture: Image.Image, box: tuple[int, int, int, int], side_px: int = 170) -> bytes:
+    """The input picture enlarged (sharp pixels) with a receptive field box drawn on it, as PNG bytes."""
+    scale = max(1, side_px // max(picture.size))
+    big = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST).convert("RGB")
+    top, left, bottom, right = box
+    overlay = Image.new("RGBA", big.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rectangle([left * scale, top * scale, (right + 1) * scale - 1, (bottom + 1) * scale - 1],
+                   fill=(245, 158, 11, 46), outline=(245, 158, 11, 255), width=max(2, scale // 2))
+    return png(Image.alpha_composite(big.convert("RGBA"), overlay).convert("RGB"))
+
+
+def growth_pictures(infos: Sequence[LayerInfo], picture: Image.Image, side_px: int = 170) -> list[tuple[str, bytes]]:
+    """(caption, PNG) per conv or pooling layer: what its centre unit sees, growing layer by layer.
+    Pictures rather than one chart, so a narrow screen wraps them instead of squeezing their titles."""
+    found = []
     for info in spatial_layers(infos):
         if not info.spec.layer_kind.window:
             continue
         row, col = centre_unit(info)
         box = unit_receptive_field(infos, None, info.index, row, col)
-        size = f"{box[2] - box[0] + 1}×{box[3] - box[1] + 1}"
-        figures.append(receptive_field_figure(
-            picture, box, f"{info.number}. {info.spec.token} → {lecture_shape(info.out_shape)}<br>sees {size}",
-            width_px))
-    return figures
-
-
-def growth_figure(infos: Sequence[LayerInfo], picture: Image.Image, per_row: int = 6, width_px: int = 170) -> dict:
-    """growth_figures as ONE chart (plain plotly dict), `per_row` pictures to a row: one element
-    for the browser instead of one chart per layer."""
-    from .figures import grids_side_by_side
-
-    specs = [figure.to_plotly_json() for figure in growth_figures(infos, picture, width_px)]
-    if not specs:
-        raise ValueError("no conv or pooling layer: nothing sees a part of the image")
-    columns = [specs[c::per_row] for c in range(min(per_row, len(specs)))]
-    return grids_side_by_side(columns, gap_px=12)
+        found.append((f"{info.number}. {info.spec.token} → {lecture_shape(info.out_shape)}, sees "
+                      f"{notation.grid(box[2] - box[0] + 1, box[3] - box[1] + 1)}", field_picture(picture, box, side_px)))
+    return found

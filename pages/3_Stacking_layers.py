@@ -8,9 +8,9 @@ import streamlit as st
 from cnnviz import notation
 from cnnviz.images import sample_image
 from cnnviz.network import INPUT_CHOICES, LECTURE_STACK, analyse, parse_stack, unit_receptive_field
-from cnnviz.network_figures import centre_unit, fit_picture, growth_figure, receptive_field_figure, spatial_layers
+from cnnviz.network_figures import centre_unit, fit_picture, growth_pictures, receptive_field_figure, spatial_layers
 from ui.lessons import page_setup
-from ui.show import chart
+from ui.show import chart, gallery
 from ui.stack import StackBuilder
 from ui.state import Param, UrlState, int_in, one_of
 
@@ -72,9 +72,9 @@ def network_picture(in_shape: tuple[int, int, int]):
 
 
 @lru_cache(maxsize=32)
-def growth_chart(net: str, in_shape: tuple[int, int, int]) -> dict:
-    """The receptive-field pictures of a stack as one chart: built once per stack and input."""
-    return growth_figure(analyse(parse_stack(net), in_shape), network_picture(in_shape))
+def growth(net: str, in_shape: tuple[int, int, int]) -> list[tuple[str, bytes]]:
+    """The receptive-field pictures of a stack: drawn once per stack and input."""
+    return growth_pictures(analyse(parse_stack(net), in_shape), network_picture(in_shape))
 
 
 state.show_problems()
@@ -106,7 +106,7 @@ if infos is not None:
     else:
         st.caption("The centre unit of every conv and pooling layer, and the input pixels it depends on "
                    "(orange box): higher layers see larger parts of the image.")
-        chart(growth_chart(state["net"], in_shape), key="stack.fig.growth")
+        gallery(growth(state["net"], in_shape))
         numbers = [info.number for info in maps]
         if state["rfl"] not in numbers:
             st.warning(f"Layer {state['rfl']} of this stack has no feature map; showing layer {numbers[-1]}, "

@@ -1,3 +1,6 @@
+import io
+
+import numpy as np
 """Figures of a layer stack: their numbers are the engine's, the boxes are the receptive fields."""
 
 import torch
@@ -5,7 +8,7 @@ from PIL import Image
 
 from cnnviz.images import sample_image
 from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack, unit_receptive_field
-from cnnviz.network_figures import (centre_unit, fit_picture, growth_figures, lecture_shape,
+from cnnviz.network_figures import (centre_unit, fit_picture, growth_pictures, lecture_shape,
                                     receptive_field_figure, shapes_figure)
 
 LECTURE_STYLE = STACK_PRESETS["Lecture-style: conv, pool, repeat"].stack
@@ -46,20 +49,24 @@ def test_receptive_field_figure_draws_the_box_on_the_picture():
     assert figure.layout.yaxis.range == (19.5, -0.5)  # row 0 at the top
 
 
-def test_growth_figures_follow_the_centre_units_field():
+def test_growth_pictures_follow_the_centre_units_field():
     infos = analyse(parse_stack(LECTURE_STYLE), (1, 28, 28))
     picture = fit_picture(sample_image("Cat").image, (1, 28, 28))
     assert picture.size == (28, 28)
-    figures = growth_figures(infos, picture)
+    pictures = growth_pictures(infos, picture, side_px=168)  # 6 screen pixels per input pixel
     layers = [i for i in infos if i.kind in ("conv", "maxpool")]
-    assert len(figures) == len(layers) == 6
+    assert len(pictures) == len(layers) == 6
     sizes = []
-    for figure, info in zip(figures, layers):
-        (rect,) = figure.layout.shapes
+    for (caption, png), info in zip(pictures, layers):
         box = unit_receptive_field(infos, None, info.index, *centre_unit(info))
-        assert (rect.y0 + 0.5, rect.x0 + 0.5, rect.y1 - 0.5, rect.x1 - 0.5) == box
-        sizes.append(box[2] - box[0] + 1)
-        assert f"sees {sizes[-1]}×{sizes[-1]}" in figure.layout.title.text
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        amber = (np.abs(pixels - [245, 158, 11]).sum(axis=2) < 40)
+        rows, cols = np.nonzero(amber)
+        top, left, bottom, right = box
+        # the outline is drawn exactly around the field's input pixels
+        assert (rows.min(), cols.min(), rows.max(), cols.max()) == (top * 6, left * 6, bottom * 6 + 5, right * 6 + 5)
+        sizes.append(bottom - top + 1)
+        assert caption.endswith(f"sees {sizes[-1]}×{sizes[-1]}")
     assert sizes == sorted(sizes) and sizes[0] == 3 and sizes[-1] > 20  # higher layers see more
 
 

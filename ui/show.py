@@ -8,6 +8,8 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
+from cnnviz import pictures
+
 NO_MODEBAR = {"displayModeBar": False}
 
 
@@ -73,3 +75,15 @@ def boxes(*parts: str, after: str = "") -> None:
     inner = "".join(f"<div style='{BOX_STYLE}'>\n\n{part}\n\n</div>\n" for part in parts)
     st.markdown(f"<div style='display:flex;flex-wrap:wrap;gap:1rem;margin-bottom:1rem'>\n{inner}</div>\n\n{after}",
                 unsafe_allow_html=True)
+
+
+def gallery(items: list[tuple[str, bytes]], width_px: int = 170, where: Any = st) -> None:
+    """Pictures (caption, PNG bytes) side by side, wrapping on narrow screens, as ONE element.
+    The PNGs are the engine's own; the captions are escaped."""
+    cells = "".join(
+        f"<figure style='margin:0;width:{width_px}px;text-align:center'>"
+        f"<figcaption style='font-size:0.85rem;font-weight:600;margin-bottom:4px'>{html.escape(caption)}</figcaption>"
+        f"<img src='{pictures.data_url(png)}' style='width:{width_px}px;image-rendering:pixelated' alt=''></figure>"
+        for caption, png in items)
+    where.markdown(f"<div style='display:flex;flex-wrap:wrap;gap:14px;margin-bottom:1rem'>{cells}</div>",
+                   unsafe_allow_html=True)
