@@ -1,7 +1,7 @@
 """The training page's background job, seen from any page of the session.
 
 A job started on the Train page goes on while the student looks at other pages. Its model
-becomes the session's model (contract 4: st.session_state["cnnviz.trained"]) when the job
+becomes the session's model (st.session_state[TRAINED_KEY], a Checkpoint) when the job
 ends; `publish_finished_job()` does that, and any page may call it (ui.lessons.page_setup is
 the natural place), so the Classify page sees a model that finished while it was open.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 JOB_KEY = "train.job"  # the session's cnnviz.jobs.TrainingJob, if any
-TRAINED_KEY = "cnnviz.trained"  # contract 4: a cnnviz.checkpoint.Checkpoint
+TRAINED_KEY = "cnnviz.trained"  # the session's model: a cnnviz.checkpoint.Checkpoint, used by every page
 PUBLISHED_KEY = "train.published"  # the job checkpoint already made the session's model
 
 
