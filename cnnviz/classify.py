@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import threading
@@ -36,6 +37,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from . import notation
 from .images import MODE_NAMES, LoadedImage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,8 +95,9 @@ class Pretrained:
         return self.cache_path.is_file()
 
     @property
-    def size_mb(self) -> float:
-        return float(self.weights.meta.get("_file_size", 0.0))
+    def size_bytes(self) -> float:
+        """The weights file's size (torchvision's meta gives it in MiB)."""
+        return float(self.weights.meta.get("_file_size", 0.0)) * 1024 * 1024
 
     @property
     def params(self) -> int:
@@ -114,9 +117,17 @@ class Pretrained:
         return list(self.weights.meta["categories"])
 
     def missing_message(self) -> str:
-        return (f"The {self.title} weights ({self.size_mb:.0f} MB) are not on this computer. "
-                f"Download them with the button (needs internet), or fetch {self.url} on any computer "
-                f"and copy the file to {self.cache_path}.")
+        """What is missing, where to get it and where it goes, in one short markdown sentence."""
+        return (f"The {self.title} weights ({notation.megabytes(self.size_bytes)}) are not on this computer. "
+                f"Get [{self.file_name}]({self.url}) and put it in `{_short_path(self.cache_path.parent)}`.")
+
+
+def _short_path(path: Path) -> str:
+    """A path as short as it can be written: the home folder as ~."""
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
 
 
 PRETRAINED: dict[str, Pretrained] = {p.key: p for p in [
@@ -147,7 +158,7 @@ def download_weights(key: str, progress: Progress | None = None, *, timeout: flo
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(spec.url, timeout=timeout) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or int(spec.size_mb * 1e6) or None
+            total = int(response.headers.get("Content-Length") or 0) or int(spec.size_bytes) or None
             done = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
@@ -155,14 +166,14 @@ def download_weights(key: str, progress: Progress | None = None, *, timeout: flo
                 done += len(chunk)
                 if progress is not None:
                     fraction = min(done / total, 1.0) if total else 0.0
-                    progress(fraction, f"Downloading {spec.title}: {done / 1e6:,.0f} of "
-                                       f"{(total or done) / 1e6:,.0f} MB")
+                    progress(fraction, f"Downloading {spec.title}: {notation.megabytes(done)} of "
+                                       f"{notation.megabytes(total or done)}")
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         partial.unlink(missing_ok=True)
         reason = getattr(error, "reason", None) or error
         raise WeightsUnavailable(
-            f"The {spec.title} weights could not be downloaded ({reason}). Without internet, fetch "
-            f"{spec.url} on another computer and copy the file to {target}.") from None
+            f"The {spec.title} weights could not be downloaded ({reason}). On a computer with internet, get "
+            f"[{spec.file_name}]({spec.url}) and put it in `{_short_path(target.parent)}` here.") from None
     match = _HASH_PREFIX.search(spec.file_name)
     if match and not digest.hexdigest().startswith(match.group(1)):
         partial.unlink(missing_ok=True)
@@ -191,7 +202,7 @@ def load_pretrained(key: str, *, download: bool = False, progress: Progress | No
         progress(1.0, f"Loading {spec.title} from {spec.cache_path.name}")
     try:
         state = torch.load(spec.cache_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file; torch raises many kinds
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file; torch raises many kinds
         raise ClassifyError(
             f"The cached file {spec.cache_path} cannot be read as {spec.title} weights ({_first_line(error)}). "
             "Delete it and download it again.") from None
@@ -204,8 +215,9 @@ def load_pretrained(key: str, *, download: bool = False, progress: Progress | No
             "Delete it and download it again.") from None
     weights = spec.weights
     top1 = spec.top1
-    note = (f"Pretrained on ImageNet (1000 classes), {spec.params / 1e6:.1f} M parameters, "
-            f"{spec.gflops:.2f} G multiply-adds" + (f", top-1 accuracy {top1:.1f} %" if top1 else ""))
+    note = (f"Pretrained on ImageNet (1,000 classes), {notation.approx(spec.params)} parameters, "
+            f"{notation.approx(spec.gflops * 1e9)} multiply-adds"
+            + (f", top-1 accuracy {notation.percent(top1 / 100)}" if top1 else ""))
     return Classifier(key, spec.title, model.eval(), spec.classes, Recipe.from_weights(weights),
                       f"torchvision weights {spec.weights_name} ({spec.cache_path})", note)
 
@@ -244,7 +256,8 @@ def from_checkpoint(ckpt, key: str = "checkpoint", title: str | None = None) -> 
         raise ClassifyError(str(error)) from None
     labels = {str(i): f"Layer {i + 1}: {spec.name}" for i, spec in enumerate(ckpt.specs)}
     acc = ckpt.test_accuracy
-    note = f"{ckpt.stack} · trained on {ckpt.dataset}" + (f" · test accuracy {acc:.1%}" if acc is not None else "")
+    note = f"{ckpt.stack} · trained on {ckpt.dataset}" + (f" · test accuracy {notation.percent(acc)}"
+                                                          if acc is not None else "")
     return Classifier(key, title or f"CNN trained on {ckpt.dataset}", model, list(ckpt.classes),
                       Recipe.for_dataset(ckpt.dataset, ckpt.in_shape), "cnnviz checkpoint", note, labels)
 
@@ -472,16 +485,18 @@ def _imagenet_steps(img: Image.Image, recipe: Recipe, steps: list[Step]) -> torc
     h, w = recipe.size
     cropped = TF.center_crop(resized, [h, w])
     steps.append(Step(f"Centre crop {w}×{h}", _display(cropped),
-                      f"The network takes {w}×{h}×3 = {w * h * 3:,} numbers; the edges are cut off.",
+                      f"The network takes {notation.shape((3, h, w))} = {notation.count(w * h * 3)} numbers; "
+                      "the edges are cut off.",
                       _shape(cropped)))
     x = TF.pil_to_tensor(cropped)
     x = TF.convert_image_dtype(x, torch.float)
     x = TF.normalize(x, list(recipe.mean), list(recipe.std))
-    mean = ", ".join(f"{m:.3f}" for m in recipe.mean)
-    std = ", ".join(f"{s:.3f}" for s in recipe.std)
+    mean = ", ".join(notation.number(m) for m in recipe.mean)
+    std = ", ".join(notation.number(s) for s in recipe.std)
+    low, high = notation.number(float(x.min()), 2), notation.number(float(x.max()), 2)
     steps.append(Step("Normalised", _tensor_image(x),
                       f"v / 255, then per channel (x − mean) / std with mean ({mean}) and std ({std}) of "
-                      f"ImageNet's R, G, B: values now from {float(x.min()):.2f} to {float(x.max()):.2f}, "
+                      f"ImageNet's R, G, B: values now from {low} to {high}, "
                       "around 0. Shown stretched to black…white.", tuple(x.shape)))
     return x
 
@@ -616,7 +631,7 @@ def predict(classifier: Classifier, x: torch.Tensor, *, record: bool = True, rep
                 seconds = min(times) if times else seconds
                 runs = len(times)
         except RuntimeError as error:
-            raise ClassifyError(f"The model could not process a {tuple(x.shape)} input: "
+            raise ClassifyError(f"The model could not process a {notation.shape(x.shape)} input: "
                                 f"{_first_line(error)}") from None
         finally:
             for handle in handles:
@@ -679,26 +694,45 @@ def _first_line(error: Exception) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-def format_seconds(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
-
-
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 def number_text(value: float) -> str:
-    """Compact numbers for the softmax arithmetic: 0.0123, 4.56, 1.23e+08."""
-    if value == 0 or 1e-3 <= abs(value) < 1e5:
-        return f"{value:.4g}"
-    return f"{value:.3g}"
+    """A number of the softmax arithmetic to 4 significant digits, written by cnnviz.notation:
+    0.01235, −4.568, 1.235e8 (the scores' exponentials span many orders of magnitude)."""
+    value = float(value)
+    if value == 0 or not math.isfinite(value) or 1e-3 <= abs(value) < 1e5:
+        return notation.number(float(f"{value:.4g}"), digits=6)
+    mantissa, exponent = f"{value:.3e}".split("e")
+    return f"{notation.number(float(mantissa))}e{notation.number(int(exponent))}"
 
 
 __all__ = [
-    "BUNDLED_MODEL", "ClassifyError", "Classifier", "LayerActivation", "PRETRAINED", "Prediction", "Prepared",
-    "Pretrained", "Recipe", "ShapeRow", "SoftmaxBreakdown", "Step", "WeightsUnavailable", "border_brightness",
-    "download_weights", "exif_orientation", "format_seconds", "from_checkpoint", "load_bundled", "load_pretrained",
-    "number_text", "parameter_count", "predict", "prepare", "softmax_breakdown",
+    "BUNDLED_MODEL",
+    "PRETRAINED",
+    "Classifier",
+    "ClassifyError",
+    "LayerActivation",
+    "Prediction",
+    "Prepared",
+    "Pretrained",
+    "Recipe",
+    "ShapeRow",
+    "SoftmaxBreakdown",
+    "Step",
+    "WeightsUnavailable",
+    "border_brightness",
+    "download_weights",
+    "exif_orientation",
+    "from_checkpoint",
+    "load_bundled",
+    "load_pretrained",
+    "number_text",
+    "parameter_count",
+    "predict",
+    "prepare",
+    "softmax_breakdown",
 ]
 
 

@@ -20,18 +20,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from . import notation
 from .classify import SoftmaxBreakdown, number_text
 from .pictures import DIVERGING, colorize
+
 BAR = "#1f6feb"  # the theme's blue
 BEST = "#b91c1c"  # the predicted class
 REST = "#9ca3af"  # grey: all other classes together
 TILE_MAX_PX = 96  # larger maps are shrunk (area average) so a layer of 64 maps stays light
 TILE_MIN_PX = 48  # smaller maps are enlarged pixel by pixel
 GAP_PX = 3
-
-
-def _pct(p: float) -> str:
-    return f"{p * 100:.1f} %" if p >= 0.001 else f"{p * 100:.2g} %"
 
 
 def _short(name: str, limit: int = 28) -> str:
@@ -44,9 +42,9 @@ def top_k_figure(names: Sequence[str], probabilities: Sequence[float], *, title:
     names, probs = list(names), [float(p) for p in probabilities]
     bars = {
         "type": "bar", "orientation": "h", "x": [p * 100 for p in probs][::-1], "y": [_short(n) for n in names][::-1],
-        "text": [_pct(p) for p in probs][::-1], "textposition": "outside", "cliponaxis": False,
+        "text": [notation.percent(p) for p in probs][::-1], "textposition": "outside", "cliponaxis": False,
         "marker": {"color": ([BAR] * (len(probs) - 1) + [BEST]) if probs else []},
-        "hovertemplate": "%{y}: %{x:.2f} %<extra></extra>", "textfont": {"size": 16},
+        "hovertemplate": "%{y}: %{text}<extra></extra>", "textfont": {"size": 16},
     }
     layout = {
         "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}} if title else None,
@@ -76,13 +74,13 @@ def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None) ->
     traces = [
         {**common, "x": (scores + ([None] if has_rest else []))[::-1], "xaxis": "x", "yaxis": "y",
          "text": ([number_text(v) for v in scores] + ([""] if has_rest else []))[::-1],
-         "marker": {"color": colours}, "hovertemplate": "%{y}: score %{x:.4g}<extra></extra>"},
+         "marker": {"color": colours}, "hovertemplate": "%{y}: score %{text}<extra></extra>"},
         {**common, "x": exps[::-1], "xaxis": "x2", "yaxis": "y",
          "text": [number_text(v) for v in exps][::-1], "marker": {"color": colours},
-         "hovertemplate": "%{y}: %{x:.4g}<extra></extra>"},
+         "hovertemplate": "%{y}: %{text}<extra></extra>"},
         {**common, "x": [p * 100 for p in probs][::-1], "xaxis": "x3", "yaxis": "y",
-         "text": [_pct(p) for p in probs][::-1], "marker": {"color": colours},
-         "hovertemplate": "%{y}: %{x:.3g} %<extra></extra>"},
+         "text": [notation.percent(p) for p in probs][::-1], "marker": {"color": colours},
+         "hovertemplate": "%{y}: %{text}<extra></extra>"},
     ]
     low = min(0.0, min(scores)) if scores else 0.0
     high = max(0.0, max(scores)) if scores else 1.0
@@ -139,7 +137,7 @@ def activation_grid_image(maps: torch.Tensor, channels: Sequence[int], *, column
     channels = list(channels)
     if not channels:
         raise ValueError("no channels to show")
-    c, h, w = maps.shape
+    _, h, w = maps.shape
     th, tw = tile_side(h, w, min_px, max_px)
     chosen = maps[channels].detach().float()
     if (th, tw) != (h, w):

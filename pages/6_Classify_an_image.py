@@ -4,12 +4,11 @@ import math
 
 import streamlit as st
 
-from cnnviz import classify
+from cnnviz import classify, notation
 from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
 from cnnviz.classify_figures import activation_grid_image, softmax_figure, strength_figure, top_k_figure
-from cnnviz.network import shape_text
 from ui.lessons import page_setup
-from ui.show import arithmetic
+from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import checkpoint_picker, image_picker, session_classifier
 
@@ -60,15 +59,17 @@ def pretrained_model(key: str) -> classify.Classifier:
 
 
 def offer_download(spec: classify.Pretrained) -> None:
-    st.warning(spec.missing_message(), icon=":material/cloud_download:")
-    if st.button(f"Download {spec.title} weights ({spec.size_mb:.0f} MB)", icon=":material/download:",
-                 key=f"classify.download.{spec.key}"):
-        bar = st.progress(0.0, text=f"Connecting to {spec.url} …")
+    """What is missing and where it goes, with a button to download it; one message at a time."""
+    message = st.empty()
+    message.warning(spec.missing_message(), icon=":material/cloud_download:")
+    if st.button(f"Download {spec.title} weights ({notation.megabytes(spec.size_bytes)})",
+                 icon=":material/download:", key=f"classify.download.{spec.key}"):
+        bar = st.progress(0.0, text="Connecting …")
         try:
             classify.download_weights(spec.key, progress=lambda f, text: bar.progress(f, text=text))
         except WeightsUnavailable as error:
             bar.empty()
-            st.error(str(error), icon=":material/wifi_off:")
+            message.error(str(error), icon=":material/wifi_off:")
             return
         bar.empty()
         st.rerun()
@@ -92,17 +93,16 @@ def choose_model() -> classify.Classifier | None:
             else:
                 spec = PRETRAINED[key]
                 if not spec.cached:
-                    with right:
-                        offer_download(spec)
+                    offer_download(spec)  # below the model choice, across the whole width
                     return None
-                with st.spinner(f"Loading {spec.title} ({spec.size_mb:.0f} MB of weights)…"):
+                with st.spinner(f"Loading {spec.title} ({notation.megabytes(spec.size_bytes)} of weights)…"):
                     clf = pretrained_model(key)
         except ClassifyError as error:
             st.error(str(error), icon=":material/block:")
             return None
         if clf is not None:
-            right.caption(f"**{clf.title}** · {clf.note} · {len(clf.classes)} classes · "
-                          f"{classify.parameter_count(clf.model):,} parameters · weights: {clf.source}")
+            right.caption(f"**{clf.title}** · {clf.note} · {notation.count(len(clf.classes))} classes · "
+                          f"{notation.count(classify.parameter_count(clf.model))} parameters · weights: {clf.source}")
         return clf
 
 
@@ -153,12 +153,12 @@ cols = st.columns(max(len(steps), 4))
 for col, (number, step) in zip(cols, enumerate(steps, start=1)):
     with col:
         st.image(step.image, caption=f"{number}. {step.title}", width="stretch")
-        st.caption(f"{step.note} Shape {shape_text(step.shape)}.")
+        st.caption(f"{step.note} Shape {notation.shape(step.shape)}.")
 
 if classifier.key in ("bundled", "session", "checkpoint") and not picked.ident.startswith("fashion:") \
         and recipe.light_on_dark:
     st.info("This network only knows the 10 kinds of clothing in Fashion-MNIST, at 28×28 pixels. Whatever "
-            "it is shown, the softmax shares 100 % among those 10 classes: a cat becomes the most similar "
+            "it is shown, the softmax shares 100% among those 10 classes: a cat becomes the most similar "
             "piece of clothing.", icon=":material/lightbulb:")
 
 # ---------------------------------------------------------------- the prediction
@@ -168,41 +168,41 @@ best = breakdown.names[0]
 n_in = math.prod(prediction.input_shape)
 left, right = st.columns([2, 3])
 with left:
-    verdict = f"**{best}** with probability **{breakdown.probabilities[0] * 100:.1f} %**"
+    verdict = f"**{best}** with probability **{notation.percent(float(breakdown.probabilities[0]))}**"
     if picked.true_class is not None:
         mark = "✅" if picked.true_class == best else "❌"
         verdict += f" {mark} (the true class is {picked.true_class})"
     st.markdown(verdict)
     top = prediction.top(5)
-    st.plotly_chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
-                                 title=f"Top {len(top)} of {len(classifier.classes)} classes"),
-                    config={"displayModeBar": False}, key="classify.topk")
+    chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
+                       title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes"),
+          key="classify.topk")
     m1, m2 = st.columns(2)
-    m1.metric("Forward pass", classify.format_seconds(prediction.seconds),
+    m1.metric("Forward pass", notation.seconds(prediction.seconds),
               help=f"One run of f(x) on this computer's CPU: the fastest of {prediction.timed_runs} runs, without "
                    "recording the activation maps.")
-    m2.metric("Preprocessing", classify.format_seconds(prepared.seconds))
-    st.caption(f"f maps {shape_text(prediction.input_shape)} = {n_in:,} numbers to {len(classifier.classes):,} "
-               "class scores.")
+    m2.metric("Preprocessing", notation.seconds(prepared.seconds))
+    st.caption(f"f maps {notation.shape(prediction.input_shape)} = {notation.count(n_in)} numbers to "
+               f"{notation.count(len(classifier.classes))} class scores.")
 with right:
-    st.plotly_chart(softmax_figure(breakdown), config={"displayModeBar": False}, key="classify.softmax")
+    chart(softmax_figure(breakdown), key="classify.softmax")
     b = breakdown
     z0 = classify.number_text(float(b.scores[0]))
     e = [classify.number_text(float(v)) for v in b.exps]
     shown = e[:3]
     others = len(b.indices) - len(shown) + b.rest_count
-    denominator = " + ".join(shown) + (f" + … ({others} more)" if others else "")
+    denominator = " + ".join(shown) + (f" + … ({notation.count(others)} more)" if others else "")
     power = f"e^({z0})" if b.shift == 0 else f"e^({z0} − {classify.number_text(b.shift)})"
     arithmetic([
-        (f"p({best})", f"= {power} / Σ over all {b.n_classes} classes"),
+        (f"p({best})", f"= {power} / Σ over all {notation.count(b.n_classes)} classes"),
         ("", f"= {e[0]} / ({denominator})"),
-        ("", f"= {e[0]} / {classify.number_text(b.total)} = {float(b.probabilities[0]):.4f}"),
+        ("", f"= {e[0]} / {classify.number_text(b.total)} = {notation.number(float(b.probabilities[0]), 4)}"),
     ])
     if b.shift:
         st.caption("The scores are so large that e^z would overflow, so the largest score is subtracted "
                    "from every score first; this cancels in the division and does not change p.")
     st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
-               "means 10× more weight. Dividing by the sum makes the probabilities add up to 100 %.")
+               "means 10× more weight. Dividing by the sum makes the probabilities add up to 100%.")
 
 # ---------------------------------------------------------------- inside the network
 
@@ -220,10 +220,11 @@ if len(layers) > 1:
 layer = layers[state["layer"] - 1]
 channels_total, h, w = layer.shape
 st.markdown(f"**Convolution {state['layer']} of {len(layers)}** ({layer.label}) · output "
-            f"{h}×{w}×{channels_total} ({channels_total} activation maps of {h}×{w}), one per filter. "
+            f"{notation.shape(layer.shape)} ({channels_total} activation maps of {notation.grid(h, w)}), "
+            "one per filter. "
             "Red: the filter matched (positive), blue: negative, white: zero; each map has its own scale.")
 if prediction.skipped_convs:
-    st.caption(f"Not shown: {prediction.skipped_convs} convolutions whose output is 1×1 "
+    st.caption(f"Not shown: {prediction.skipped_convs} convolutions whose output is {notation.grid(1, 1)} "
                "(squeeze-and-excitation gates, which weigh whole channels).")
 
 pages = (channels_total + GRID_CHANNELS - 1) // GRID_CHANNELS
@@ -246,22 +247,23 @@ with grid_left:
         shown = list(range((group - 1) * GRID_CHANNELS, min(group * GRID_CHANNELS, channels_total)))
     columns = 8 if len(shown) > 16 else max(4, len(shown) // 2)
     st.image(activation_grid_image(layer.maps, shown, columns=columns), width="stretch",
-             caption=f"{len(shown)} of {channels_total} activation maps, {h}×{w} each")
+             caption=f"{len(shown)} of {channels_total} activation maps, {notation.grid(h, w)} each")
 with grid_right:
     top_n = strongest[:STRONGEST]
     strength = layer.strength
     st.markdown(f"**The {len(top_n)} strongest channels** for this image "
                 "(largest mean positive activation, what a ReLU lets through):")
     st.image(activation_grid_image(layer.maps, top_n, columns=4, min_px=112, max_px=160, label_px=22,
-                                   labels=[f"#{c + 1}: {float(strength[c]):.2g}" for c in top_n]), width="stretch")
-    st.plotly_chart(strength_figure(strength, top_n, title="Response of every channel"),
-                    config={"displayModeBar": False}, key="classify.strength")
+                                   labels=[f"#{c + 1}: {notation.number(float(strength[c]), 2)}" for c in top_n]),
+             width="stretch")
+    chart(strength_figure(strength, top_n, title="Response of every channel"), key="classify.strength")
 
 st.markdown("**The shapes flowing through the network**, layer by layer, for this image:")
-rows = [{"step": i, "layer": row.label, "type": row.kind, "output shape": shape_text(row.shape),
+rows = [{"step": i, "layer": row.label, "type": row.kind, "output shape": notation.shape(row.shape),
          "numbers": math.prod(row.shape), "parameters": row.params}
         for i, row in enumerate(prediction.shapes, start=1)]
-chain = [shape_text(prediction.input_shape)] + [shape_text(a.shape) for a in layers] + [str(len(classifier.classes))]
+chain = ([notation.shape(prediction.input_shape)] + [notation.shape(a.shape) for a in layers]
+         + [notation.count(len(classifier.classes))])
 st.caption("Input → every convolution → scores: " + " → ".join(chain))
 st.dataframe(rows, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(rows)),
              column_config={"numbers": st.column_config.NumberColumn(format="localized"),

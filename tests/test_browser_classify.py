@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from browser_helpers import assert_no_exception, screenshot, wait_for_app, wait_for_rerun, wait_for_text
-from cnnviz import classify, images
+from cnnviz import classify, images, notation
 
 
 @pytest.mark.browser
@@ -29,10 +29,56 @@ def test_link_then_upload_shows_the_steps_and_a_prediction(fresh_server, browser
     clf = classify.load_bundled()
     prediction = classify.predict(clf, classify.prepare(images.load_image(path), clf.recipe).tensor)
     index, p = prediction.top(1)[0]
-    wait_for_text(page, f"{clf.classes[index]} with probability {p * 100:.1f} %")
+    wait_for_text(page, f"{clf.classes[index]} with probability {notation.percent(p)}")
     wait_for_text(page, "Forward pass")
     assert page.locator('[data-testid="stImage"]').count() >= 4  # the preprocessing steps as images
     assert "img=Coffee" in page.url and "layer=2" in page.url  # the link still describes the page
     assert_no_exception(page, server)
     if os.environ.get("CNNVIZ_SCREENSHOTS"):
         screenshot(page, os.path.join(os.environ["CNNVIZ_SCREENSHOTS"], "classify_upload.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_missing_pretrained_weights_are_one_short_message_that_fits_a_projector(fresh_server, browser_page, tmp_path):
+    """No weights in the torch cache and no internet (a proxy that refuses every connection):
+    one message says what is missing, links the file and names the folder; after a failed
+    download the error takes its place. Neither runs wider than the page at 1280×720."""
+    server = fresh_server(env={"TORCH_HOME": str(tmp_path / "torch"), "HTTPS_PROXY": "http://127.0.0.1:9",
+                               "https_proxy": "http://127.0.0.1:9"})
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{server.url}/Classify_an_image?model=resnet18")
+    wait_for_app(page)
+    spec = classify.PRETRAINED["resnet18"]
+    folder = str(tmp_path / "torch" / "hub" / "checkpoints")
+    wait_for_text(page, "The ResNet-18 weights (46.8 MB) are not on this computer.")
+
+    def alerts() -> list[str]:
+        return page.locator('[data-testid="stAlert"]').all_inner_texts()
+
+    def assert_fits(alert) -> None:
+        box, main = alert.bounding_box(), page.locator('[data-testid="stMain"]').bounding_box()
+        assert box["x"] >= main["x"] and box["x"] + box["width"] <= main["x"] + main["width"] + 1
+        assert alert.evaluate("a => a.scrollWidth <= a.clientWidth + 1"), "the message runs out of its box"
+        assert box["height"] < 140, box  # a few lines, not a column of wrapped path pieces
+
+    [message] = alerts()
+    assert message.count(folder) == 1 and message.count(spec.file_name) == 1 and "http" not in message
+    link = page.locator('[data-testid="stAlert"] a')
+    assert link.inner_text() == spec.file_name and link.get_attribute("href") == spec.url
+    alert = page.locator('[data-testid="stAlert"]')
+    assert_fits(alert)
+    if os.environ.get("CNNVIZ_SCREENSHOTS"):
+        screenshot(page, os.path.join(os.environ["CNNVIZ_SCREENSHOTS"], "classify_missing_weights.png"))
+
+    page.get_by_role("button", name="Download ResNet-18 weights (46.8 MB)").click()
+    wait_for_text(page, "could not be downloaded")
+    wait_for_app(page)
+    [message] = alerts()
+    assert "The ResNet-18 weights could not be downloaded ([Errno 111] Connection refused)." in message
+    assert message.count(folder) == 1
+    assert_fits(page.locator('[data-testid="stAlert"]'))
+    assert not list((tmp_path / "torch").rglob("*.pth*"))  # nothing half-downloaded left behind
+    assert_no_exception(page, server)
+    if os.environ.get("CNNVIZ_SCREENSHOTS"):
+        screenshot(page, os.path.join(os.environ["CNNVIZ_SCREENSHOTS"], "classify_download_failed.png"))

@@ -300,7 +300,7 @@ def test_a_huge_weight_claimed_by_a_stride_zero_view_is_refused_at_once(tmp_path
     path.write_bytes(data)
     # A fresh process, so that its peak memory is this load's alone (ru_maxrss: kB on Linux).
     run = subprocess.run([sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, str(path)], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     timing, outcome = run.stdout.strip().splitlines()
     seconds, grown_mb = (float(x) for x in timing.split())

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 from torchvision.models import get_model
 
-from cnnviz import classify
+from cnnviz import classify, notation
 from cnnviz.checkpoint import Checkpoint, load_checkpoint
 from cnnviz.classify import (
     BUNDLED_MODEL,
@@ -26,8 +26,9 @@ from cnnviz.classify import (
     ClassifyError,
     Recipe,
     WeightsUnavailable,
-    prepare,
+    number_text,
     predict,
+    prepare,
     softmax_breakdown,
 )
 from cnnviz.classify_figures import activation_grid_image, colour_maps, softmax_figure, top_k_figure
@@ -101,12 +102,16 @@ def test_pretrained_from_the_torch_cache_classifies_like_torchvision(torch_home,
     assert prediction.input_shape == (3, 224, 224)
 
 
-def test_missing_weights_say_where_to_get_them(torch_home):
-    spec = PRETRAINED["resnet18"]
+def test_missing_weights_say_in_one_sentence_what_is_missing_where_to_get_it_and_where_it_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / ".cache" / "torch"))  # torch's default, under the home folder
     with pytest.raises(WeightsUnavailable) as excinfo:
         classify.load_pretrained("resnet18")
-    message = str(excinfo.value)
-    assert spec.url in message and str(spec.cache_path) in message and "45 MB" in message
+    # 46,830,571 bytes; torchvision's meta says 44.661 (MiB)
+    assert str(excinfo.value) == (
+        "The ResNet-18 weights (46.8 MB) are not on this computer. Get "
+        "[resnet18-f37072fd.pth](https://download.pytorch.org/models/resnet18-f37072fd.pth) "
+        "and put it in `~/.cache/torch/hub/checkpoints`.")
 
 
 def test_offline_download_gives_a_clear_message_and_leaves_nothing(torch_home, monkeypatch):
@@ -117,8 +122,10 @@ def test_offline_download_gives_a_clear_message_and_leaves_nothing(torch_home, m
     spec = PRETRAINED["resnet18"]
     with pytest.raises(WeightsUnavailable) as excinfo:
         classify.load_pretrained("resnet18", download=True)
-    assert "could not be downloaded" in str(excinfo.value)
-    assert spec.url in str(excinfo.value) and str(spec.cache_path) in str(excinfo.value)
+    assert str(excinfo.value) == (
+        "The ResNet-18 weights could not be downloaded ([Errno -3] Temporary failure in name resolution). "
+        f"On a computer with internet, get [resnet18-f37072fd.pth]({spec.url}) and put it in "
+        f"`{spec.cache_path.parent}` here.")
     assert not any(spec.cache_path.parent.iterdir())
 
 
@@ -373,7 +380,7 @@ def test_checkpoint_classifier_names_layers_after_the_stack():
     stack = "conv3x4,relu,maxpool2,gap,fc3"
     model = build_model(stack, (3, 16, 16))
     clf = classify.from_checkpoint(Checkpoint.from_model(model, stack, (3, 16, 16), list("abc"), "cifar10"))
-    assert clf.label("0") == "Layer 1: conv 3x3, 4 filters"
+    assert clf.label("0") == "Layer 1: conv 3×3, 4 filters"
     assert clf.recipe == Recipe(3, (16, 16))
     assert len(predict(clf, torch.rand(3, 16, 16)).probabilities) == 3
 
@@ -394,6 +401,20 @@ def test_top_k_and_softmax_figures_show_the_numbers():
     np.testing.assert_allclose(list(exps.x)[:0:-1], np.exp(logits.numpy()[[4, 0, 1, 5, 2]]), rtol=1e-6)
     assert sum(probs.x) == pytest.approx(100)  # the listed classes plus the others: all of it
     assert list(scores.x)[0] is None and list(scores.x)[1:] == [0.0, 0.5, 1.0, 2.0, 3.0]
+
+
+def test_figure_labels_and_softmax_numbers_are_written_as_the_app_writes_numbers():
+    logits = torch.tensor([2.0, -1.25, 24.0, -30.0])
+    b = softmax_breakdown(logits, ["shirt", "bag", "boot", "coat"], k=4)
+    scores, exps, probs = softmax_figure(b).data
+    # best at the bottom of the lists (plotly draws the first row at the bottom)
+    assert list(scores.text) == ["−30", "−1.25", "2", "24"]
+    assert list(exps.text) == ["9.358e−14", "0.2865", "7.389", "2.649e10"]
+    assert list(probs.text) == [notation.percent(float(p)) for p in b.probabilities][::-1]
+    assert probs.text[0] == notation.percent(float(torch.softmax(logits.double(), 0)[3]))
+    top = top_k_figure(["boot", "shirt"], [0.9999, 0.0001]).data[0]
+    assert list(top.text) == ["0.01%", "99.99%"]
+    assert number_text(0) == "0" and number_text(-0.0123456) == "−0.01235" and number_text(123456.7) == "1.235e5"
 
 
 def test_activation_grid_tiles_have_their_own_scale_and_sign_colours():

@@ -3,7 +3,9 @@ source, the URL state, and numbers that match the engine's."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import time
 import tomllib
 import urllib.error
 from pathlib import Path
@@ -16,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from torchvision.models import get_model
 
 from apptest_helpers import open_page
-from cnnviz import classify, images
+from cnnviz import classify, images, notation
 from cnnviz.checkpoint import Checkpoint, save_checkpoint
 from cnnviz.classify import PRETRAINED
 from cnnviz.network import build_model
@@ -76,18 +78,21 @@ def test_opens_with_the_bundled_model_on_a_fashion_mnist_test_image():
     at = run_page()
     best, p = expected_probability("Fashion-MNIST: Ankle boot")
     text = text_of(at)
-    assert f"**{best}** with probability **{p * 100:.1f} %** ✅ (the true class is Ankle boot)" in text
+    assert f"**{best}** with probability **{notation.percent(p)}** ✅ (the true class is Ankle boot)" in text
     assert "test accuracy 87.9%" in text
-    assert "Input → every convolution → scores: 1x28x28 → 16x28x28 → 32x14x14 → 64x7x7 → 10" in text
+    # shapes as the lecture writes them, m×l×d
+    assert "Input → every convolution → scores: 28×28×1 → 28×28×16 → 14×14×32 → 7×7×64 → 10" in text
+    assert "f maps 28×28×1 = 784 numbers to 10 class scores." in text
+    assert "Shape 28×28×1." in text and "x28" not in text
     assert "Σ over all 10 classes" in text
-    assert "**Convolution 1 of 3** (Layer 1: conv 3x3, 16 filters)" in text
+    assert "**Convolution 1 of 3** (Layer 1: conv 3×3, 16 filters)" in text
 
 
 def test_layer_slider_is_in_the_link_and_a_link_opens_that_layer():
     at = run_page()
     at.slider[0].set_value(3).run()
     assert at.query_params["layer"] in (["3"], "3")
-    assert "**Convolution 3 of 3** (Layer 7: conv 3x3, 64 filters) · output 7×7×64" in text_of(at)
+    assert "**Convolution 3 of 3** (Layer 7: conv 3×3, 64 filters) · output 7×7×64" in text_of(at)
     at = run_page(layer="2", img="Coffee")
     assert "**Convolution 2 of 3**" in text_of(at)
     assert "From Coffee to the network's input" in text_of(at)
@@ -107,11 +112,11 @@ def test_an_uploaded_photo_is_prepared_step_by_step_and_classified():
     upload(at, "my coffee.png", encode(photo, "PNG"))
     text = text_of(at)
     assert "From my coffee.png to the network's input" in text
-    assert "PNG · 400×" in text and "Shape 1x28x28." in text
+    assert "PNG · 400×" in text and "Shape 28×28×1." in text
     clf = classify.load_bundled()
     prediction = classify.predict(clf, classify.prepare(images.load_image(encode(photo, "PNG")), clf.recipe).tensor)
     index, p = prediction.top(1)[0]
-    assert f"**{clf.classes[index]}** with probability **{p * 100:.1f} %**" in text
+    assert f"**{clf.classes[index]}** with probability **{notation.percent(p)}**" in text
     for fmt, mime in (("WEBP", "image/webp"), ("BMP", "image/bmp"), ("TIFF", "image/tiff"), ("JPEG", "image/jpeg")):
         upload(at, f"photo.{fmt.lower()}", encode(photo, fmt), mime)
         assert f"{fmt} · 400×" in text_of(at) and "with probability" in text_of(at) and not at.error, fmt
@@ -191,9 +196,15 @@ def test_odd_images_are_converted_with_each_step_explained_then_classified():
     assert "JPEG · 60×30" in text  # the EXIF photo: stored 60 wide, shown upright as 30 wide
 
 
-def test_the_upload_limit_in_the_server_config_matches_the_loader():
+def test_each_uploader_states_its_own_limit():
+    """Streamlit's server takes files up to the largest checkpoint (config.toml, checked in
+    test_checkpoint.py); the image uploader tells the browser the images' own, smaller limit."""
+    at = run_page(model="checkpoint")
+    limits = {u.label: u.proto.max_upload_size_mb for u in at.file_uploader}
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] * 1_000_000 == images.MAX_BYTES
+    assert limits == {"…or upload your own image": 20, "Checkpoint file from the Train a CNN page": 256}
+    assert (limits["…or upload your own image"] - 1) * 1024 * 1024 < images.MAX_BYTES <= 20 * 1024 * 1024
+    assert limits["Checkpoint file from the Train a CNN page"] == config["server"]["maxUploadSize"]
 
 
 @pytest.fixture
@@ -203,20 +214,27 @@ def torch_home(tmp_path, monkeypatch):
 
 
 def test_pretrained_model_without_weights_offers_a_download_and_explains_offline(torch_home, monkeypatch):
-    spec = PRETRAINED["resnet18"]
     at = run_page(model="resnet18")
-    warning = " ".join(w.value for w in at.warning)
-    assert spec.url in warning and str(spec.cache_path) in warning
+    # One short message: what is missing, where to get it, where it goes; each said once.
+    assert [w.value for w in at.warning] == [(
+        "The ResNet-18 weights (46.8 MB) are not on this computer. Get "
+        "[resnet18-f37072fd.pth](https://download.pytorch.org/models/resnet18-f37072fd.pth) and put it in "
+        f"`{torch_home / 'hub' / 'checkpoints'}`.")]
+    assert [b.label for b in at.button] == ["Download ResNet-18 weights (46.8 MB)"]
     assert "with probability" not in text_of(at)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
 
     monkeypatch.setattr(classify.urllib.request, "urlopen", offline)
-    next(b for b in at.button if b.label.startswith("Download ResNet-18")).click().run()
+    at.button[0].click().run()
     assert not at.exception
-    error = " ".join(e.value for e in at.error)
-    assert "could not be downloaded (no route to host)" in error and str(spec.cache_path) in error
+    # The error takes the warning's place instead of repeating the path under it.
+    assert not at.warning
+    assert [e.value for e in at.error] == [(
+        "The ResNet-18 weights could not be downloaded (no route to host). On a computer with internet, get "
+        "[resnet18-f37072fd.pth](https://download.pytorch.org/models/resnet18-f37072fd.pth) and put it in "
+        f"`{torch_home / 'hub' / 'checkpoints'}` here.")]
 
 
 def test_pretrained_model_from_the_cache_shows_1000_classes_and_pages_of_channels(torch_home):
@@ -229,9 +247,9 @@ def test_pretrained_model_from_the_cache_shows_1000_classes_and_pages_of_channel
     torch.save(model.state_dict(), PRETRAINED[key].cache_path)
     at = run_page(model=key, img="Cat")
     text = text_of(at)
-    assert "Σ over all 1000 classes" in text
-    assert "400×266 → 384×256 (bilinear, antialiased), keeping the aspect ratio. Shape 3x256x384." in text
-    assert "f maps 3x224x224 = 150,528 numbers to 1,000 class scores." in text
+    assert "Σ over all 1,000 classes" in text
+    assert "400×266 → 384×256 (bilinear, antialiased), keeping the aspect ratio. Shape 256×384×3." in text
+    assert "f maps 224×224×3 = 150,528 numbers to 1,000 class scores." in text
     assert "2,542,856 parameters" in text
     slider = at.slider[0]
     assert slider.max == 34  # 52 convolutions, 18 of them squeeze-and-excitation gates with 1x1 outputs
@@ -254,7 +272,7 @@ def test_the_model_trained_in_this_session_is_used_when_there_is_one():
     at = run_page({"cnnviz.trained": tiny_checkpoint()}, model="session", img="Rocket")
     text = text_of(at)
     assert "**The model you trained**" in text and "Σ over all 3 classes" in text
-    assert "Centre crop" not in text and "Shape 3x16x16." in text
+    assert "Centre crop" not in text and "Shape 16×16×3." in text
     assert "**Convolution 1 of 2**" in text and at.slider[0].max == 2
 
 
@@ -270,3 +288,47 @@ def test_an_uploaded_checkpoint_classifies_and_a_broken_one_is_refused():
     assert not at.exception and not at.error
     text = text_of(at)
     assert "**Checkpoint mine.pt**" in text and "test accuracy 50.0%" in text and "with probability" in text
+
+
+def checkpoint_uploader(at: AppTest):
+    return next(u for u in at.file_uploader if u.label.startswith("Checkpoint file"))
+
+
+def crafted_checkpoint() -> bytes:
+    """The bundled model's file with its first weight a 40000×40000 view of one number (strides 0):
+    as small as the original, and 6.4 GB if anything touched its values."""
+    raw = torch.load(classify.BUNDLED_MODEL, weights_only=True)
+    raw["state_dict"]["0.weight"] = torch.zeros(1).expand(40_000, 40_000)
+    buffer = io.BytesIO()
+    torch.save(raw, buffer)
+    return buffer.getvalue()
+
+
+def test_a_crafted_checkpoint_gets_a_clear_message_at_once_and_no_traceback():
+    at = run_page(model="checkpoint")
+    data = crafted_checkpoint()
+    assert len(data) < 150_000
+    start = time.perf_counter()
+    checkpoint_uploader(at).set_value(("crafted.pt", data, "application/octet-stream")).run()
+    assert time.perf_counter() - start < 5  # a page run; the refusal itself takes milliseconds
+    assert not at.exception
+    assert [e.value for e in at.error] == [(
+        "**crafted.pt** can't be used: The weights '0.weight' have shape 40000×40000, but the stack needs "
+        "16×1×3×3.")]
+    assert "with probability" not in text_of(at)
+
+
+def test_a_checkpoint_shared_by_two_sessions_keeps_each_ones_file_name():
+    """The classifier of an uploaded file is cached for every session that uploads the same bytes;
+    each session shows its own file name, and the cached object is never changed."""
+    from ui.upload import _checkpoint_classifier
+
+    data = save_checkpoint(tiny_checkpoint())
+    sessions = {name: run_page(model="checkpoint", img="Rocket") for name in ("mine.pt", "theirs.pt")}
+    for name, at in sessions.items():
+        checkpoint_uploader(at).set_value((name, data, "application/octet-stream")).run()
+    for name, at in sessions.items():
+        at.run()
+        assert f"**Checkpoint {name}**" in text_of(at)
+    cached = _checkpoint_classifier(hashlib.sha256(data).hexdigest(), data)
+    assert cached.title == "Your uploaded checkpoint"

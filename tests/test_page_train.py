@@ -168,6 +168,26 @@ def test_uploaded_checkpoint_becomes_the_session_model_and_crafted_ones_are_refu
     assert load_checkpoint(save_checkpoint(loaded)).stack == TINY
 
 
+def test_a_crafted_checkpoint_is_refused_at_once_with_a_message_and_the_session_model_stays():
+    """A file of a few kB whose first weight claims 40000×40000 numbers (one number seen with strides 0):
+    refused from what the tensor says about itself, before its values are touched."""
+    torch.manual_seed(0)
+    ckpt = Checkpoint.from_model(build_model(TINY, (1, 28, 28)), TINY, (1, 28, 28), [str(k) for k in range(10)],
+                                 "fashion-mnist", {"test_accuracy": 0.5})
+    at = upload(run_page(), "mine.pt", save_checkpoint(ckpt))
+    loaded = at.session_state["cnnviz.trained"]
+    raw = ckpt.to_dict()
+    raw["state_dict"]["0.weight"] = torch.zeros(1).expand(40_000, 40_000)
+    buffer = io.BytesIO()
+    torch.save(raw, buffer)
+    start = time.perf_counter()
+    at = upload(at, "crafted.pt", buffer.getvalue())
+    assert time.perf_counter() - start < 5  # one page run; the refusal itself takes milliseconds
+    assert errors_of(at) == ("**crafted.pt** can't be used: The weights '0.weight' have shape 40000×40000, "
+                             "but the stack needs 4×1×3×3.")
+    assert at.session_state["cnnviz.trained"] is loaded
+
+
 def test_builder_buttons_edit_the_stack_before_the_head():
     at = run_page()
     button(at, "Conv block").click().run()

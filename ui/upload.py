@@ -6,17 +6,27 @@ with it becomes one clear message on the page, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass
 
 import streamlit as st
 
-from cnnviz import classify, images
-from cnnviz.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from ui.lessons import ROOT
+from cnnviz import classify, images, notation
+from cnnviz.checkpoint import (
+    MAX_CHECKPOINT_MB,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+)
 from ui.photos import UPLOAD_TYPES
+from ui.training import TRAINED_KEY
 
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
+# Streamlit's per-uploader limit, in its megabytes (MiB): the browser refuses bigger images
+# before sending them; images.load_image refuses what lies between this and MAX_BYTES.
+IMAGE_UPLOAD_MB = math.ceil(images.MAX_BYTES / 1024 / 1024)
 
 
 @dataclass
@@ -43,10 +53,6 @@ def _upload(data: bytes) -> tuple[images.LoadedImage, int]:
     return images.load_image(data), classify.exif_orientation(data)
 
 
-def sample_names() -> list[str]:
-    return [*images.SAMPLES, *_fashion()]
-
-
 def image_picker(state, param: str, key: str) -> PickedImage | None:
     """A sample (its name kept in the URL under `param`) or an upload; None after a bad upload
     (the message is already shown)."""
@@ -58,12 +64,14 @@ def image_picker(state, param: str, key: str) -> PickedImage | None:
     left.selectbox("Sample image", names, key=state.key(param),
                    help="Photos, or test images of Fashion-MNIST that the bundled model never saw in training.")
     upload = right.file_uploader("…or upload your own image", type=UPLOAD_TYPES, key=f"{key}.upload",
+                                 max_upload_size=IMAGE_UPLOAD_MB,
                                  help="PNG, JPEG, WebP, BMP, GIF or TIFF, up to "
-                                      f"{images.MAX_BYTES / 1e6:.0f} MB and {images.MAX_PIXELS / 1e6:.0f} megapixels.")
+                                      f"{notation.megabytes(images.MAX_BYTES)} and "
+                                      f"{notation.approx(images.MAX_PIXELS)} pixels.")
     if upload is None:
         name = state[param]
         if name in fashion:
-            loaded, label = fashion[name]
+            loaded, _ = fashion[name]
             true = name.removeprefix(classify.FASHION_PREFIX)
             return PickedImage(loaded, name, f"fashion:{name}", true_class=true)
         return PickedImage(_sample(name), name, f"sample:{name}")
@@ -78,13 +86,14 @@ def image_picker(state, param: str, key: str) -> PickedImage | None:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _checkpoint_classifier(digest: str, _data: bytes) -> classify.Classifier:
+    """Shared by every session that uploads the same bytes: never changed after it is made."""
     return classify.from_checkpoint(load_checkpoint(_data), "checkpoint", "Your uploaded checkpoint")
 
 
 def checkpoint_picker(key: str) -> classify.Classifier | None:
     """A cnnviz checkpoint (.pt from the training page) uploaded by the student."""
     upload = st.file_uploader("Checkpoint file from the Train a CNN page", type=CHECKPOINT_TYPES,
-                              key=f"{key}.ckpt")
+                              key=f"{key}.ckpt", max_upload_size=MAX_CHECKPOINT_MB)
     if upload is None:
         st.info("Upload a checkpoint (.pt) saved on the **Train a CNN** page to classify with it.",
                 icon=":material/upload_file:")
@@ -95,18 +104,16 @@ def checkpoint_picker(key: str) -> classify.Classifier | None:
     except (CheckpointError, classify.ClassifyError) as error:
         st.error(f"**{upload.name}** can't be used: {error}", icon=":material/block:")
         return None
-    classifier.title = f"Checkpoint {upload.name}"
-    return classifier
+    return dataclasses.replace(classifier, title=f"Checkpoint {upload.name}")
 
 
 def session_classifier() -> classify.Classifier | None:
     """The model trained on the training page in this browser session (contract 4), if any."""
-    ckpt = st.session_state.get("cnnviz.trained")
+    ckpt = st.session_state.get(TRAINED_KEY)
     if not isinstance(ckpt, Checkpoint):
         st.info("No model has been trained in this session yet. Train one on the **Train a CNN** page, "
                 "then come back here.", icon=":material/model_training:")
-        if (ROOT / "pages" / "4_Train_a_CNN.py").exists():
-            st.page_link("pages/4_Train_a_CNN.py", label="Train a CNN", icon=":material/model_training:")
+        st.page_link("pages/4_Train_a_CNN.py", label="Train a CNN", icon=":material/model_training:")
         return None
     cache = st.session_state.setdefault("classify.session_models", {})
     if id(ckpt) not in cache:
