@@ -1,6 +1,6 @@
 """Saving a trained model with its architecture, and loading one back safely.
 
-A checkpoint is `torch.save` of one plain dict (contract 3 of the helper brief):
+A checkpoint is `torch.save` of one plain dict, readable by plain torch.load:
 
     {"format": "cnnviz-checkpoint", "version": 1,
      "stack": "conv3x8,relu,maxpool2,...",        # cnnviz.network text form

@@ -213,6 +213,8 @@ if not layers:
     state.sync()
     st.stop()
 if state["layer"] > len(layers):
+    st.warning(f"The link asked for convolution layer {state['layer']}, but this model has {len(layers)}; "
+               "showing the first.", icon="🔗")
     state["layer"] = 1
 if len(layers) > 1:
     st.slider("Convolution layer", 1, len(layers), key=state.key("layer"), on_change=state.reset, args=("ch",),
@@ -229,6 +231,8 @@ if prediction.skipped_convs:
 
 pages = (channels_total + GRID_CHANNELS - 1) // GRID_CHANNELS
 if state["ch"] > pages:
+    st.warning(f"The link asked for channel group {state['ch']}, but this layer has {pages}; showing the "
+               "strongest channels.", icon="🔗")
     state["ch"] = 0
 strongest = layer.strongest(min(GRID_CHANNELS, channels_total))
 grid_left, grid_right = st.columns([3, 2])

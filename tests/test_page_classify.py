@@ -332,3 +332,11 @@ def test_a_checkpoint_shared_by_two_sessions_keeps_each_ones_file_name():
         assert f"**Checkpoint {name}**" in text_of(at)
     cached = _checkpoint_classifier(hashlib.sha256(data).hexdigest(), data)
     assert cached.title == "Your uploaded checkpoint"
+
+
+def test_link_values_beyond_the_model_are_said_not_swallowed():
+    from apptest_helpers import open_page
+    at = open_page("pages/6_Classify_an_image.py", layer="500", img="Dog")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "convolution layer 500, but this model has 3" in warnings  # the bundled CNN: 3 convolutions
+    assert "'Dog' is not one of the sample images" in warnings

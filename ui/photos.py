@@ -7,6 +7,7 @@ the section from the cache instead of convolving and encoding 256x256 pixels aga
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -51,7 +52,8 @@ def pick_photo(state, param: str, key: str, side: int = PHOTO_SIDE, where=None) 
     names = list(images.SAMPLES)  # the URL state holds one of them (its parser says when a link does not)
     left, right = st.columns(2) if where is None else where
     left.selectbox("Sample photo", names, key=state.key(param))
-    upload = right.file_uploader("…or upload your own", type=UPLOAD_TYPES, key=f"{key}.upload")
+    upload = right.file_uploader("…or upload your own", type=UPLOAD_TYPES, key=f"{key}.upload",
+                                 max_upload_size=math.ceil(images.MAX_BYTES / 2**20))
     if upload is None:
         return Photo(_sample_tensor(state[param], side), state[param], f"sample:{state[param]}:{side}")
     try:

@@ -59,6 +59,8 @@ def image_picker(state, param: str, key: str) -> PickedImage | None:
     fashion = _fashion()
     names = [*images.SAMPLES, *fashion]
     if state[param] not in names:
+        st.warning(f"The link's image {state[param]!r} is not one of the sample images; showing {names[0]}.",
+                   icon="🔗")
         state[param] = names[0]
     left, right = st.columns(2)
     left.selectbox("Sample image", names, key=state.key(param),
@@ -108,7 +110,7 @@ def checkpoint_picker(key: str) -> classify.Classifier | None:
 
 
 def session_classifier() -> classify.Classifier | None:
-    """The model trained on the training page in this browser session (contract 4), if any."""
+    """The model trained on the training page in this browser session (st.session_state[TRAINED_KEY]), if any."""
     ckpt = st.session_state.get(TRAINED_KEY)
     if not isinstance(ckpt, Checkpoint):
         st.info("No model has been trained in this session yet. Train one on the **Train a CNN** page, "
