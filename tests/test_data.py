@@ -106,7 +106,7 @@ def test_bundled_fashion_subset_is_class_balanced_uint8(split, per_class):
     assert s.images.shape == (10 * per_class, 1, 28, 28)
     assert s.class_counts().tolist() == [per_class] * 10
     assert s.classes == tvd.FashionMNIST.classes  # torchvision's names, in label order
-    assert s.source == "bundled subset" and s.shape_text == "28x28x1"
+    assert s.source == "bundled subset" and s.shape_text == "28×28×1"  # cnnviz.notation's shape
     # real photos, not noise: a dark background, and a bag differs from a sandal on average
     assert float(s.images[:, :, 0, 0].float().mean()) < 10
     mean_by_class = torch.stack([s.images[s.labels == c].float().mean(0) for c in range(10)])
@@ -192,7 +192,7 @@ def test_torchvision_idx_datasets_load_in_one_go(no_debian, tmp_path, name, fold
     written = write_idx_folder(tmp_path / folder / "raw", gz=False, seed=5)
     for split, (images, labels) in written.items():
         s = load_images(name, split, source="full", root=tmp_path)
-        assert s.source == f"torchvision ({tmp_path})"
+        assert s.source == f"torchvision's files in {tmp_path}"
         assert s.images.shape == (len(images), 1, 28, 28) and s.images.dtype == torch.uint8
         assert torch.equal(s.images[:, 0], torch.from_numpy(images))
         assert torch.equal(s.labels, torch.from_numpy(labels).long())
@@ -209,6 +209,10 @@ def test_mnist_missing_says_where_to_put_what(no_debian, tmp_path):
     assert f"MNIST is not in {tmp_path}" in message
     assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte") in message
     assert tvd.MNIST.mirrors[0] in message and "download" in message
+    # the button the app really has (a button, not a tick box), and the server setting for another folder
+    assert "press *Download MNIST*" in message and "tick" not in message
+    assert data.download_label("mnist") == "Download MNIST"
+    assert "CNNVIZ_DATA" in message and "set the data folder in the app" not in message
 
 
 def test_full_fashion_without_any_files_explains_debian_and_download(no_debian, tmp_path):
@@ -223,6 +227,62 @@ def test_truncated_mnist_file_is_a_clear_message(no_debian, tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DataUnavailable, match="corrupt or cut off"):
         load_images("mnist", "train", root=tmp_path)
+
+
+# ---- messages for the visitors of a shared server: the data folder named, never its path ------
+
+SERVER_FOLDER = "the server's data folder"
+
+
+def assert_names_the_folder(message: str, tmp_path: Path) -> None:
+    assert str(tmp_path) not in message and "/tmp" not in message, message
+    assert SERVER_FOLDER in message, message
+
+
+def test_missing_data_named_for_visitors_with_what_the_admin_does(no_debian, tmp_path):
+    with pytest.raises(DataUnavailable) as info:
+        load_images("mnist", root=tmp_path, root_name=SERVER_FOLDER)
+    message = str(info.value)
+    assert_names_the_folder(message, tmp_path)
+    assert "MNIST is not in the server's data folder (missing MNIST/raw/train-images-idx3-ubyte and 3 more)" \
+        in message
+    assert "put the four files, such as train-images-idx3-ubyte, in MNIST/raw in the server's data folder" in message
+    assert "CNNVIZ_DATA environment variable" in message and tvd.MNIST.mirrors[0] in message
+    with pytest.raises(DataUnavailable) as info:
+        load_images("cifar10", source="bundled", root=tmp_path, root_name=SERVER_FOLDER)
+    assert_names_the_folder(str(info.value), tmp_path)
+
+
+def test_damaged_files_named_for_visitors(no_debian, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_folder(raw, gz=False)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:100])  # torchvision's own error message names the file
+    with pytest.raises(DataUnavailable, match="corrupt or cut off") as info:
+        load_images("mnist", "train", root=tmp_path, root_name=SERVER_FOLDER)
+    assert_names_the_folder(str(info.value), tmp_path)
+    write_cifar(tmp_path)  # tiny files: their MD5 sums are not the real ones
+    with pytest.raises(DataUnavailable) as info:
+        load_images("cifar10", root=tmp_path, root_name=SERVER_FOLDER)
+    assert "The file cifar-10-batches-py/data_batch_1 in the server's data folder is corrupt" in str(info.value)
+    assert_names_the_folder(str(info.value), tmp_path)
+
+
+def test_failed_downloads_named_for_visitors(no_debian, monkeypatch, tmp_path):
+    monkeypatch.setattr(tvd.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # the discard port: refused at once
+    with pytest.raises(DataUnavailable, match="Are you online") as info:
+        data.download_full("mnist", root=tmp_path / "root", root_name=SERVER_FOLDER)
+    assert_names_the_folder(str(info.value), tmp_path)
+    (tmp_path / "a file").write_text("not a folder")
+    with pytest.raises(DataUnavailable, match="Cannot create the server's data folder") as info:
+        data.download_full("mnist", root=tmp_path / "a file", root_name=SERVER_FOLDER)
+    assert_names_the_folder(str(info.value), tmp_path)
+
+
+def test_loaded_sets_say_where_they_come_from_without_a_path(no_debian, tmp_path):
+    write_idx_folder(tmp_path / "MNIST" / "raw", gz=False)
+    s = load_images("mnist", "test", root=tmp_path, root_name=SERVER_FOLDER)
+    assert s.source == "torchvision's files in the server's data folder"
 
 
 # ---- torchvision: CIFAR-10 (python pickle batches) ------------------------------------------
@@ -263,7 +323,7 @@ def test_cifar10_batches_become_one_nchw_tensor(monkeypatch, tmp_path):
     train = load_images("cifar10", "train", root=tmp_path)
     test = load_images("cifar10", "test", root=tmp_path)
     assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
-    assert train.images.dtype == torch.uint8 and train.shape_text == "32x32x3"
+    assert train.images.dtype == torch.uint8 and train.shape_text == "32×32×3"
     assert train.images.is_contiguous()
     rows = np.concatenate([written[n][0] for n in CIFAR_FILES[:5]])
     # the real layout: 1024 red values, then 1024 green, then 1024 blue, each 32x32 row-major
@@ -271,7 +331,7 @@ def test_cifar10_batches_become_one_nchw_tensor(monkeypatch, tmp_path):
     assert int(train.images[0, 1, 0, 2]) == int(rows[0, 1024 + 2])
     assert train.labels.tolist() == sum((written[n][1] for n in CIFAR_FILES[:5]), [])
     assert test.labels.tolist() == written["test_batch"][1]
-    assert train.classes == data.CIFAR10_CLASSES and train.source == f"torchvision ({tmp_path})"
+    assert train.classes == data.CIFAR10_CLASSES and train.source == f"torchvision's files in {tmp_path}"
 
 
 def test_cifar10_corrupt_file_names_the_file(tmp_path):
@@ -309,6 +369,8 @@ def test_mnist_download_with_progress(no_debian, monkeypatch, tmp_path):
     calls.clear()
     load_images("mnist", "train", root=tmp_path / "root", download=True, progress=lambda f, t: calls.append(t))
     assert not any("Downloading" in text for text in calls)
+    data.download_full("mnist", root=tmp_path / "root", progress=lambda f, t: calls.append(t))
+    assert calls[-1] == f"MNIST downloaded to {tmp_path / 'root'}" and not any("Downloading" in t for t in calls)
 
 
 def test_download_with_wrong_checksum_is_refused(no_debian, monkeypatch, tmp_path):
