@@ -86,6 +86,12 @@ class UrlState:
         for p in params:
             key = self.key(p.name)
             if key in st.session_state:
+                # Set it again, unchanged: Streamlit sends a value set through session_state to
+                # the browser only with a widget drawn in the same run. A value set in a run that
+                # did not draw its widget (a view or tab not shown) would otherwise reach the
+                # browser never: it would draw the widget at its own default (a slider's minimum)
+                # and send that back, into the URL and the next computation.
+                st.session_state[key] = st.session_state[key]
                 continue
             raw = st.query_params.get(p.name)
             if raw is not None:
