@@ -162,15 +162,15 @@ DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", "Fashion-MNIST", (1, 28, 28), tuple(FASHION_CLASSES), "FashionMNIST",
         "FashionMNIST/raw", True,
-        "Zalando's 28x28 greyscale photos of clothes, shoes and bags: 60,000 training and 10,000 "
+        "Zalando's 28×28 greyscale photos of clothes, shoes and bags: 60,000 training and 10,000 "
         "test images in 10 classes."),
     "mnist": DatasetInfo(
         "mnist", "MNIST", (1, 28, 28), tuple(MNIST_CLASSES), "MNIST", "MNIST/raw", False,
-        "Handwritten digits 0-9, 28x28 greyscale: 60,000 training and 10,000 test images."),
+        "Handwritten digits 0–9, 28×28 greyscale: 60,000 training and 10,000 test images."),
     "cifar10": DatasetInfo(
         "cifar10", "CIFAR-10", (3, 32, 32), tuple(CIFAR10_CLASSES), "CIFAR10", "cifar-10-batches-py",
         False,
-        "The lecture's data set: 32x32 colour photos in 10 classes, 50,000 training and 10,000 "
+        "The lecture's data set: 32×32 colour photos in 10 classes, 50,000 training and 10,000 "
         "test images."),
 }
 

@@ -24,6 +24,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from .data import ImageSet
+from .notation import count, number, percent
 from .pictures import DIVERGING, colorize, data_url, decode_data_url, png
 
 PREDICTED = "#dc2626"  # the winning class
@@ -92,6 +94,15 @@ def mosaic(cells: np.ndarray, columns: int, gap: int = GAP_PX, upscale: int = 1,
     return Mosaic(out, origins, (h, w), columns, rows)
 
 
+def image_png(image: torch.Tensor, size: int = 224) -> bytes:
+    """One uint8 image (C, H, W) as a PNG about `size` pixels across, each pixel repeated a
+    whole number of times (nearest neighbour): a 28x28 image stays sharp squares instead of
+    the blur a browser makes when it enlarges it."""
+    zoom = max(1, size // max(image.shape[1:]))
+    pixels = image.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+    return png(pixels.permute(1, 2, 0).numpy())
+
+
 def png_data_uri(pixels: np.ndarray) -> str:
     return data_url(png(pixels))
 
@@ -105,9 +116,12 @@ def image_grid_figure(images: torch.Tensor, *, mode: str = "pixels", columns: in
                       upscale: int | None = None, highlight: Sequence[int] = ()) -> go.Figure:
     """A grid of images as one sharp picture, with captions above cells and labels left of rows.
 
-    `cell_px` is the on-screen size of one cell; `highlight` draws a frame around those cells;
-    `upscale` repeats each pixel (default: enough that the gaps between cells stay thin).
+    `images` is (N, C, H, W), or (N, H, W) for maps of one channel. `cell_px` is the on-screen
+    size of one cell; `highlight` draws a frame around those cells; `upscale` repeats each pixel
+    (default: enough that the gaps between cells stay thin).
     """
+    if images.dim() == 3:
+        images = images[:, None]
     cells = to_rgb(images, mode, shared)
     if upscale is None:  # enlarge small cells so the white gaps stay thin on screen (<= 3 px per pixel)
         upscale = max(1, int(np.ceil(cell_px / max(cells.shape[1], cells.shape[2]) / 3)))
@@ -160,6 +174,14 @@ def image_grid_figure(images: torch.Tensor, *, mode: str = "pixels", columns: in
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
+def class_examples_figure(images: ImageSet, per_class: int = 10, seed: int = 0, *, cell_px: int = 64,
+                          title: str = "") -> go.Figure:
+    """`per_class` random images of each class (fixed seed), one row per class, labelled."""
+    picked = images.examples_per_class(per_class, seed=seed)
+    return image_grid_figure(images.images[picked], columns=per_class, row_labels=images.classes, cell_px=cell_px,
+                             title=title)
+
+
 def score_bars_figure(scores: torch.Tensor, classes: Sequence[str], *, dots: torch.Tensor | None = None,
                       bias: torch.Tensor | None = None, true_label: int | None = None,
                       title: str = "Class scores", value_name: str = "score") -> go.Figure:
@@ -174,12 +196,12 @@ def score_bars_figure(scores: torch.Tensor, classes: Sequence[str], *, dots: tor
     hover = []
     for i, name in enumerate(classes):
         if dots is not None and bias is not None:
-            hover.append(f"{name}: w·x = {float(dots[i]):.2f}, b = {float(bias[i]):.2f}, "
-                         f"{value_name} = {float(scores[i]):.2f}")
+            hover.append(f"{name}: w·x = {number(dots[i], 2)}, b = {number(bias[i], 2)}, "
+                         f"{value_name} = {number(scores[i], 2)}")
         else:
-            hover.append(f"{name}: {value_name} = {float(scores[i]):.2f}")
+            hover.append(f"{name}: {value_name} = {number(scores[i], 2)}")
     bars = {"type": "bar", "orientation": "h", "x": scores.tolist(), "y": labels,
-            "marker": {"color": colours}, "text": [f"{v:.1f}" for v in scores.tolist()],
+            "marker": {"color": colours}, "text": [number(v, 1) for v in scores.tolist()],
             "textposition": "outside", "hovertext": hover, "hoverinfo": "text", "cliponaxis": False,
             "textfont": {"size": FONT}}
     low, high = float(scores.min()), float(scores.max())
@@ -217,7 +239,7 @@ def history_figure(histories: dict[str, Sequence[float]], title: str = "Test acc
 def comparison_figure(names: Sequence[str], accuracies: Sequence[float], parameters: Sequence[int]) -> go.Figure:
     """Test accuracy per model as bars, each labelled with its parameter count."""
     bars = {"type": "bar", "x": list(names), "y": [100 * a for a in accuracies],
-            "text": [f"{100 * a:.1f}%<br>{p:,} parameters" for a, p in zip(accuracies, parameters)],
+            "text": [f"{percent(a)}<br>{count(p)} parameters" for a, p in zip(accuracies, parameters)],
             "textposition": "outside", "marker": {"color": ["#60a5fa", "#a78bfa", "#f97316"][:len(names)]},
             "cliponaxis": False, "textfont": {"size": FONT}}
     layout = {"title": {"text": "Test accuracy on the same data", "font": {"size": FONT + 1}}, "height": 360,

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from cnnviz import learn
 from cnnviz.data import ImageSet, load_images
-from cnnviz.learn_figures import (DIVERGING, PREDICTED, TRUE, colorize, decode_png, image_grid_figure, mosaic,
-                                  score_bars_figure, to_rgb)
+from cnnviz.learn_figures import (DIVERGING, PREDICTED, TRUE, colorize, decode_png, image_grid_figure, image_png,
+                                  mosaic, score_bars_figure, to_rgb)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,10 @@ def test_scores_equal_wx_plus_b_and_the_model(linear, fashion):
         templates = learn.linear_templates(linear)
         assert torch.allclose(match.dots, (templates * match.x).flatten(1).sum(1), atol=1e-4)
         assert torch.allclose(match.probabilities.sum(), torch.tensor(1.0))
-        for k in (match.predicted, int(test.labels[index])):
-            terms = learn.contribution(linear, match, k)
-            assert terms.shape == (28, 28)
-            assert torch.allclose(terms.sum(), match.dots[k], atol=1e-4)
+        shown = [match.predicted, int(test.labels[index])]
+        terms = learn.contributions(linear, match, shown)
+        assert terms.shape == (2, 28, 28)
+        assert torch.allclose(terms.sum(dim=(1, 2)), match.dots[shown], atol=1e-4)
 
 
 def test_colour_templates_keep_the_channel_layout():
@@ -182,6 +182,41 @@ def test_cnn_filters_and_activation_maps_match_conv2d(cnn, fashion):
     assert torch.allclose(maps, expected, atol=1e-5)
 
 
+def test_neighbour_correlation_tells_smooth_pictures_from_noise():
+    ramp = torch.arange(25.0).reshape(1, 1, 5, 5)  # steps of 1 across, 5 down
+    w = ramp - ramp.mean()
+    expected = 1 - (1 + 25) / 2 / (2 * float((w ** 2).mean()))
+    checkerboard = (torch.arange(25).reshape(5, 5) % 2 * 2 - 1.0)[None, None]
+    noise = torch.randn(2000, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    assert float(learn.neighbour_correlation(ramp)) == pytest.approx(expected)
+    assert float(learn.neighbour_correlation(checkerboard)) == pytest.approx(-1, abs=0.1)
+    assert float(learn.neighbour_correlation(noise).mean()) == pytest.approx(-1 / 24, abs=0.01)  # 25 numbers, centred
+
+
+def test_the_cnn_filters_shown_are_learned_smooth_shapes_not_the_random_start(fashion):
+    """The page's CNN with its default settings: the picture is what training put there
+    (blobs, bars and edges), not the random start, which is noise."""
+    start = learn.first_conv(learn.make_model("cnn", (1, 28, 28)))
+    assert float(learn.neighbour_correlation(start.weight).mean()) < 0.15  # noise: neighbours unalike
+    assert not start.bias.detach().any()
+    result = learn.train_cnn(*fashion, seed=0)
+    assert result.settings["epochs"] == learn.DEFAULTS["cnn"]["epochs"] == 4
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        start = learn.first_conv(learn.make_model("cnn", (1, 28, 28))).weight.detach()  # this run's start
+    filters = learn.first_layer_filters(result)
+    assert float((filters - start).norm()) > 3 * float(start.norm())  # what training added dominates
+    per_filter = learn.neighbour_correlation(filters)
+    assert float(per_filter.mean()) > 0.4 and int((per_filter > 0.3).sum()) >= 12, per_filter
+    assert result.test_accuracy > 0.8
+
+
+def test_most_active_units_strongest_first():
+    activations = torch.tensor([0.5, 3.0, 0.0, 2.0, 1.0])
+    assert learn.most_active(activations, 3) == [(1, 3.0), (3, 2.0), (4, 1.0)]
+    assert len(learn.most_active(activations, 9)) == 5
+
+
 def test_comparison_rows(linear, mlp, cnn):
     rows = learn.comparison({"cnn": cnn, "linear": linear, "mlp": mlp})
     assert [r.kind for r in rows] == ["linear", "mlp", "cnn"]
@@ -197,7 +232,8 @@ def test_alexnet_filters_only_from_the_cache(tmp_path, monkeypatch):
     assert learn.alexnet_weights_file() == path
     with pytest.raises(learn.WeightsUnavailable, match="IMAGENET1K_V1") as info:
         learn.alexnet_filters()
-    assert str(path.parent) in str(info.value)
+    # where torch keeps them, in words: a page must not show the server's folders
+    assert str(tmp_path) not in str(info.value) and "TORCH_HOME" in str(info.value)
     assert not path.exists()  # nothing was downloaded
 
     path.parent.mkdir(parents=True)
@@ -210,8 +246,9 @@ def test_alexnet_filters_only_from_the_cache(tmp_path, monkeypatch):
     with pytest.raises(learn.WeightsUnavailable, match="does not hold AlexNet's first layer"):
         learn.alexnet_filters()
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(learn.WeightsUnavailable, match="corrupt"):
+    with pytest.raises(learn.WeightsUnavailable, match="corrupt") as info:
         learn.alexnet_filters()
+    assert "alexnet-owt-7be5be79.pth in torch's cache" in str(info.value) and str(tmp_path) not in str(info.value)
 
 
 def test_alexnet_file_crafted_with_code_is_refused(tmp_path, monkeypatch):
@@ -262,6 +299,27 @@ def test_pixels_mode_shows_the_bytes():
     assert np.array_equal(rgb[..., 1], images[:, 0].numpy())
 
 
+def test_test_image_picture_is_the_image_enlarged_by_whole_pixels():
+    import io
+
+    from PIL import Image
+
+    for shape, zoom in (((1, 28, 28), 8), ((3, 32, 32), 7)):
+        image = torch.randint(0, 256, shape, dtype=torch.uint8)
+        shown = np.asarray(Image.open(io.BytesIO(image_png(image))))
+        expected = F.interpolate(image[None].float(), scale_factor=zoom, mode="nearest")[0].to(torch.uint8)
+        if shape[0] == 1:
+            assert np.array_equal(shown, expected[0].numpy())
+        else:
+            assert np.array_equal(shown, expected.permute(1, 2, 0).numpy())
+
+
+def test_one_channel_maps_draw_like_single_channel_images():
+    maps = torch.randn(4, 6, 6)
+    assert decode_png(image_grid_figure(maps, mode="signed").data[0].source).tolist() == \
+        decode_png(image_grid_figure(maps[:, None], mode="signed").data[0].source).tolist()
+
+
 def test_mosaic_and_grid_figure_carry_every_cell():
     images = torch.randint(0, 256, (7, 1, 4, 3), dtype=torch.uint8)
     m = mosaic(to_rgb(images), columns=3, gap=2)
@@ -295,4 +353,5 @@ def test_score_bars_show_the_scores_and_mark_winner_and_truth():
     assert list(bar.x) == [1.0, 5.0, -2.0]
     assert list(bar.marker.color)[1:] == [PREDICTED, TRUE]
     assert bar.marker.color[0] not in (PREDICTED, TRUE)
-    assert bar.y[2] == "c ✓" and "w·x = 4.50, b = 0.50" in bar.hovertext[1]
+    assert bar.y[2] == "c ✓" and "w·x = 4.5, b = 0.5, score = 5" in bar.hovertext[1]
+    assert list(bar.text) == ["1", "5", "−2"]  # cnnviz.notation: the typographic minus
