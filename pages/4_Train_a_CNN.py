@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from cnnviz.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from cnnviz.data import DATASETS, DataUnavailable, full_present, how_to_get, load_images
+from cnnviz.data import DATASETS, DataUnavailable
 from cnnviz.jobs import DEVICE_QUEUE, TrainingJob
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, StackError, add_batchnorm, add_conv_block, add_pooling,
                             analyse, parse_stack, remove_last_block, totals, with_head)
@@ -33,6 +33,7 @@ from cnnviz.train_figures import (
     predictions_spec,
     progress_text,
 )
+from ui import datasets
 from ui.lessons import ROOT, page_setup
 from ui.show import chart
 from ui.stack import edit_stack
@@ -83,16 +84,9 @@ state = UrlState("train", [
 ])
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def data_sets(key: str):
-    """(train, test) ImageSets, loaded once per server and shared read-only by all sessions."""
-    name, source, _ = DATA_CHOICES[key]
-    return load_images(name, "train", source=source), load_images(name, "test", source=source)
-
-
 def data_available(key: str) -> bool:
     name, source, _ = DATA_CHOICES[key]
-    return source == "bundled" or full_present(name) is not None
+    return datasets.on_server(name, source)
 
 
 def on_preset() -> None:
@@ -243,7 +237,7 @@ config = TrainConfig(stack=state["net"], epochs=state["epochs"], batch_size=stat
 problems: list[str] = []
 train_set = test_set = None
 if not data_available(data_key):
-    problems.append(f"{DATA_CHOICES[data_key][2]} is not on this server. {how_to_get(data_name)}")
+    problems.append(f"{DATA_CHOICES[data_key][2]} is not on this server. {datasets.how_to_get(data_name)}")
 if stack_problem:
     problems.append("Fix the stack above first.")
 device = None
@@ -253,8 +247,7 @@ except TrainError as error:
     problems.append(str(error))
 if not problems:
     try:
-        with st.spinner(f"Loading {info.title}…"):
-            train_set, test_set = data_sets(data_key)
+        train_set, test_set = datasets.image_sets(data_name, data_source)
     except DataUnavailable as error:
         problems.append(str(error))
 if not problems and device is not None:
@@ -273,18 +266,9 @@ busy = snap is not None and snap.active
 
 for problem in problems:
     st.error(problem, icon=":material/block:")
-if not data_available(data_key) and st.button(f"Download {info.title}", icon=":material/download:",
-                                               help="Fetches torchvision's files (needs internet access)."):
-    bar = st.progress(0.0, text="Connecting…")
-    try:
-        for split in ("train", "test"):
-            load_images(data_name, split, source="full", download=True,
-                        progress=lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text))
-    except DataUnavailable as error:
-        st.error(f"**The download did not work.** {error}", icon=":material/cloud_off:")
-    else:
-        data_sets.clear()
-        st.rerun()
+if not data_available(data_key):
+    datasets.download_button(data_name, key="train.download")
+datasets.download_notice()
 
 
 def start_training() -> None:

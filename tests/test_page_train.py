@@ -217,6 +217,33 @@ def test_data_set_missing_on_this_server_is_explained():
     assert "**20,714 parameters**" in text_of(at)  # 8·(3·3·3 + 1) + 10·(16·16·8 + 1) = 224 + 20,490
 
 
+def test_missing_data_is_explained_without_the_servers_folder_then_downloaded(monkeypatch, tmp_path):
+    """MNIST is not in the server's data folder (CNNVIZ_DATA): the message names the folder
+    without showing its path, and the shared Download button fetches it (file:// addresses
+    standing in for MNIST's mirrors); then it trains on it."""
+    import torchvision.datasets as tvd
+
+    from cnnviz import data
+    from test_data import md5, write_idx_folder
+
+    monkeypatch.setenv("CNNVIZ_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    server = tmp_path / "server"
+    write_idx_folder(server, gz=True, seed=4)
+    monkeypatch.setattr(tvd.MNIST, "mirrors", [server.as_uri() + "/"])
+    monkeypatch.setattr(tvd.MNIST, "resources", [(f, md5(server / f)) for f, _ in tvd.MNIST.resources])
+    at = run_page(data="mnist", net=TINY)
+    errors = errors_of(at)
+    assert "MNIST digits (60,000 + 10,000 images) is not on this server" in errors
+    assert "the server's data folder" in errors and "CNNVIZ_DATA" in errors and str(tmp_path / "data") not in errors
+    assert "press *Download MNIST*" in errors and button(at, "Start training").disabled
+    button(at, "Download MNIST").click().run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.success] == ["MNIST downloaded to the server's data folder."]
+    assert "12 training and 7 test images (torchvision's files in the server's data folder)" in text_of(at)
+    assert not button(at, "Start training").disabled
+
+
 def test_a_second_session_waits_in_the_queue_and_sees_its_position():
     first = run_page(net=TINY, epochs="50", batch="16")
     second = run_page(net=TINY, epochs="1", batch="256")
