@@ -47,8 +47,8 @@ LESSONS = [
            "part of the image."),
     Lesson("3_What_models_learn.py", "What models learn", ":material/psychology:",
            "What Do Linear Models / MLPs / CNNs Learn?",
-           "Class templates of a linear model, full-image templates of an MLP, and the oriented "
-           "edges in a CNN's first-layer filters."),
+           "Class templates of a linear model, full-image templates of an MLP, and the edges "
+           "and blobs in a CNN's first-layer filters."),
     Lesson("4_Train_a_CNN.py", "Train a CNN", ":material/model_training:",
            "Stacking Convolution Layers, Training by Stochastic Gradient Descent",
            "Build a small CNN and train it live, with loss and accuracy curves as it learns."),
