@@ -489,12 +489,16 @@ def _tv_download(name: str, folder: Folder, progress: Progress) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def full_present(name: str, root: str | Path | None = None) -> str | None:
-    """Where the full data set is on this machine already ("debian" / "torchvision"), or None."""
+    """Where the full data set is on this machine already ("debian" / "torchvision"), or None
+    (also when a folder cannot be looked into: loading it then says why)."""
     root = Path(root) if root is not None else default_root()
-    if name == "fashion-mnist" and _idx_folder_present(DEBIAN_FASHION_DIR):
-        return "debian"
-    if not _tv_missing(name, root):
-        return "torchvision"
+    try:
+        if name == "fashion-mnist" and _idx_folder_present(DEBIAN_FASHION_DIR):
+            return "debian"
+        if not _tv_missing(name, root):
+            return "torchvision"
+    except OSError:  # a folder the app may not read
+        pass
     return None
 
 

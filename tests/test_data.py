@@ -279,6 +279,17 @@ def test_failed_downloads_named_for_visitors(no_debian, monkeypatch, tmp_path):
     assert_names_the_folder(str(info.value), tmp_path)
 
 
+def test_a_data_folder_the_app_may_not_read_is_a_message(no_debian, monkeypatch, tmp_path):
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    assert data.full_present("mnist", tmp_path) is None
+    with pytest.raises(DataUnavailable) as info:
+        load_images("mnist", root=tmp_path, root_name=SERVER_FOLDER)
+    assert str(info.value) == "MNIST cannot be read from the server's data folder: Permission denied."
+
+
 def test_loaded_sets_say_where_they_come_from_without_a_path(no_debian, tmp_path):
     write_idx_folder(tmp_path / "MNIST" / "raw", gz=False)
     s = load_images("mnist", "test", root=tmp_path, root_name=SERVER_FOLDER)
