@@ -191,7 +191,7 @@ def block_diagram(summary: Summary, selected: int | None = None, *, softmax: boo
               for k in ("conv", "pool", "flatten", "fc", "softmax") if any(b.kind == k for b in items)]
     if any(b.kind == "conv" for b in items) and summary.share("batchnorm", "params") > 0:
         legend[0]["name"] = "convolution + batch norm + ReLU"
-    x_range = [-60.0, x]
+    x_range = [-95.0, x]  # room for the input's label, which is wider than its box
     label_units = (2 * 19 + 4) / px_per_unit
     y_range = [bottom - label_units, top + label_units]
     margin = {"l": 4, "r": 4, "t": 44, "b": 4}

@@ -175,6 +175,24 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """A data set a CNN can be trained on: which set, from where, and what to call it."""
+
+    name: str  # key of DATASETS
+    source: str  # "bundled" or "full"
+    title: str
+
+
+# The training page's choices: the bundled subset works everywhere; the full sets when a server has them.
+TRAINING_DATA: dict[str, TrainingData] = {
+    "fashion": TrainingData("fashion-mnist", "bundled", "Fashion-MNIST, bundled subset (6,000 + 1,000 images)"),
+    "fashion-full": TrainingData("fashion-mnist", "full", "Fashion-MNIST, full (60,000 + 10,000 images)"),
+    "mnist": TrainingData("mnist", "full", "MNIST digits (60,000 + 10,000 images)"),
+    "cifar10": TrainingData("cifar10", "full", "CIFAR-10, the lecture's data set (50,000 + 10,000 colour images)"),
+}
+
+
 def default_root() -> Path:
     """The data folder: $CNNVIZ_DATA if set, else data/ in the repository (git ignores it)."""
     env = os.environ.get("CNNVIZ_DATA", "").strip()

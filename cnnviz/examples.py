@@ -51,29 +51,29 @@ def _second_channel() -> torch.Tensor:
 
 CONV_EXAMPLES: dict[str, ConvExample] = {
     "lecture": ConvExample(
-        "Lecture: 4x4 input, 3x3 filter, padding 1",
-        "The slide's example: zero padding 1 keeps the output 4x4; its first value is 2.",
+        "Lecture: 4×4 input, 3×3 filter, padding 1",
+        "The slide's example: zero padding 1 keeps the output 4×4; its first value is 2.",
         LECTURE_INPUT[None], LECTURE_FILTER[None, None], torch.tensor([LECTURE_BIAS], dtype=torch.float64),
         padding=1),
     "no-padding": ConvExample(
         "Lecture: the same without padding",
-        "Without padding the output shrinks by k − 1: a 3x3 filter turns 4x4 into 2x2.",
+        "Without padding the output shrinks by k − 1: a 3×3 filter turns 4×4 into 2×2.",
         LECTURE_INPUT[None], LECTURE_FILTER[None, None], torch.tensor([LECTURE_BIAS], dtype=torch.float64),
         padding=0),
     "two-channels": ConvExample(
         "Two input channels",
-        "One 3x3 slice of the filter per input channel; the channel sums are added, then the bias.",
+        "One 3×3 slice of the filter per input channel; the channel sums are added, then the bias.",
         torch.stack([LECTURE_INPUT, _second_channel()]),
         torch.stack([LECTURE_FILTER, torch.tensor([[0, 1, 0], [1, -1, 1], [0, 1, 0]], dtype=torch.float64)])[None],
         torch.tensor([LECTURE_BIAS], dtype=torch.float64), padding=1),
     "two-filters": ConvExample(
         "Two filters, two output channels",
-        "d' filters give an m x l x d' output: each filter makes its own activation map.",
+        "d′ filters give an m×l×d′ output: each filter makes its own activation map.",
         LECTURE_INPUT[None],
         torch.stack([LECTURE_FILTER[None], torch.tensor([[[1, 0, -1], [2, 0, -2], [1, 0, -1]]], dtype=torch.float64)]),
         torch.tensor([LECTURE_BIAS, 0.0], dtype=torch.float64), padding=1),
     "strided": ConvExample(
-        "Lecture: 2x2 kernel, stride 2",
+        "Lecture: 2×2 kernel, stride 2",
         "A strided convolution moves the filter by 2: the output has half the height and width.",
         LECTURE_POOLING_INPUT[None], torch.tensor([[[[1, 0], [0, 1]]]], dtype=torch.float64),
         torch.tensor([0.0], dtype=torch.float64), padding=0, stride=2),
@@ -101,7 +101,7 @@ def _fixed(make):
     """A 3x3 filter defined by its numbers."""
     def filter_of(kernel: int, seed: int) -> torch.Tensor:
         if kernel != 3:
-            raise ValueError("This filter is defined as 3x3; set the kernel size to 3 to use it.")
+            raise ValueError("This filter is defined as 3×3; set the kernel size to 3 to use it.")
         return make()
     return filter_of
 
@@ -140,7 +140,7 @@ def filter_preset(name: str, kernel: int, seed: int = 0) -> torch.Tensor:
     try:
         return FILTER_PRESETS[name].make(kernel, seed)
     except ValueError:
-        raise ValueError(f"The {name} filter is defined as 3x3; set the kernel size to 3 to use it.") from None
+        raise ValueError(f"The {name} filter is defined as 3×3; set the kernel size to 3 to use it.") from None
 
 
 def random_grid(channels: int, height: int, width: int, seed: int = 0, low: int = -2, high: int = 3) -> torch.Tensor:

@@ -50,6 +50,11 @@ DEFAULT_LR = {"adam": 3e-3, "sgd": 0.05}  # the tiny default: 86-87 % after one 
 
 MAX_EPOCHS = 200
 MAX_BATCH = 8192
+# What the training page offers (a link may ask only for these).
+LEARNING_RATES = (0.0001, 0.0003, 0.001, 0.002, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3)
+BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+PAGE_MAX_EPOCHS = 50
+MAX_PAGE_SHIFT = 4
 MAX_SHIFT = 8
 SAMPLE_ROW = 10  # test images shown with their predictions at each epoch
 MEMORY_HEADROOM = 0.8  # use at most this fraction of the free memory

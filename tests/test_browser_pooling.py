@@ -1,10 +1,12 @@
-"""A lecturer's link to the pooling page, opened first on a fresh server: step once, then rebuild the head."""
+"""Lecturers' links opened first on a fresh server: the pooling page steps; an old builder link opens the
+stacking page, where a button rebuilds the head."""
 
 import torch.nn.functional as F
 
 from browser_helpers import assert_no_exception, click_text, wait_for_app, wait_for_text
 from cnnviz.examples import LECTURE_POOLING_INPUT
 from cnnviz.network import build_model
+from cnnviz.notation import number
 
 
 def test_pooling_link_step_and_network_head(fresh_server, browser_page):
@@ -18,12 +20,22 @@ def test_pooling_link_step_and_network_head(fresh_server, browser_page):
     click_text(browser_page, "Next")
     wait_for_text(browser_page, "Output 4 of 4")
     last = F.avg_pool2d(LECTURE_POOLING_INPUT[None, None], 2, 2)[0, 0, 1, 1].item()
-    wait_for_text(browser_page, f"/ 4 = -9 / 4 = {last:g}")
+    wait_for_text(browser_page, f"/ 4 = −9 / 4 = {number(last)}")
     assert "step=3" in browser_page.url
 
+    assert_no_exception(browser_page, server)
+
+
+def test_an_old_builder_link_opens_the_stacking_page_first(fresh_server, browser_page):
+    server = fresh_server()  # the old link is the first request this server serves
+    stack = "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,flatten,fc10"
+    browser_page.goto(f"{server.url}/Pooling?net={stack}&inp=28")
+    wait_for_app(browser_page)
+    wait_for_text(browser_page, "What one unit sees")
+    assert "/Stacking_layers" in browser_page.url
     click_text(browser_page, "GAP head")
-    stack = "conv3x16,relu,maxpool2,conv3x32,relu,maxpool2,conv3x64,relu,maxpool2,gap,fc10"
-    params = sum(p.numel() for p in build_model(stack, (1, 28, 28)).parameters())
+    gap_stack = stack.replace("flatten", "gap")
+    params = sum(p.numel() for p in build_model(gap_stack, (1, 28, 28)).parameters())
     wait_for_text(browser_page, f"{params:,} parameters")
     assert "gap%2Cfc10" in browser_page.url or "gap,fc10" in browser_page.url
     assert_no_exception(browser_page, server)

@@ -478,7 +478,7 @@ def test_sobel_detects_a_vertical_edge():
 def test_fixed_presets_are_three_by_three(name):
     assert filter_preset(name, 3).shape == (3, 3)
     for kernel in (1, 2, 4, 5):
-        with pytest.raises(ValueError, match="3x3"):
+        with pytest.raises(ValueError, match="3×3"):
             filter_preset(name, kernel)
 
 

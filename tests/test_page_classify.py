@@ -24,7 +24,7 @@ from cnnviz.classify import PRETRAINED
 from cnnviz.network import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = "pages/6_Classify_an_image.py"
+PAGE = "pages/7_Classify_an_image.py"
 
 
 def run_page(session: dict | None = None, **query) -> AppTest:
@@ -336,7 +336,7 @@ def test_a_checkpoint_shared_by_two_sessions_keeps_each_ones_file_name():
 
 def test_link_values_beyond_the_model_are_said_not_swallowed():
     from apptest_helpers import open_page
-    at = open_page("pages/6_Classify_an_image.py", layer="500", img="Dog")
+    at = open_page("pages/7_Classify_an_image.py", layer="500", img="Dog")
     warnings = " ".join(w.value for w in at.warning)
     assert "convolution layer 500, but this model has 3" in warnings  # the bundled CNN: 3 convolutions
     assert "'Dog' is not one of the sample images" in warnings

@@ -106,7 +106,7 @@ def test_every_example_renders(example):
 
 
 def test_the_examples_note_only_describes_its_own_settings():
-    note = "zero padding 1 keeps the output 4x4"
+    note = "zero padding 1 keeps the output 4×4"
     assert any(note in c.value for c in open_page(PAGE).caption)
     at = run_page(pad="0")  # the lecture's grids without padding: the note would be wrong
     assert not any(note in c.value for c in at.caption)

@@ -16,7 +16,7 @@ from apptest_helpers import button, open_page
 from cnnviz.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cnnviz.network import build_model
 
-PAGE = "pages/4_Train_a_CNN.py"
+PAGE = "pages/5_Train_a_CNN.py"
 TINY = "conv3x4,relu,maxpool2,flatten,fc10"
 
 
@@ -55,8 +55,8 @@ def test_default_stack_counts_match_torch():
 
 @pytest.mark.parametrize("query, expected", [
     ({"net": "conv3x8/s8,relu,maxpool2,maxpool2,maxpool2,flatten,fc10"},
-     "Layer 5 maxpool 2x2: its input is 1x1, smaller than the 2x2 window"),
-    ({"net": "conv3x8,relu,flatten,conv3x8,fc10"}, "Layer 4 conv 3x3, 8 filters: it comes after layer 3 flatten"),
+     "Layer 5 maxpool 2×2: its input is 1×1, smaller than the 2×2 window"),
+    ({"net": "conv3x8,relu,flatten,conv3x8,fc10"}, "Layer 4 conv 3×3, 8 filters: it comes after layer 3 flatten"),
     ({"net": "conv3x8,relu,flatten,fc5"}, "Fashion-MNIST has 10 classes: end the stack with fc10"),
     ({"net": "conv3x8,rleu,flatten,fc10"}, "Layer 2 'rleu': unknown layer"),
 ])
@@ -194,10 +194,10 @@ def test_builder_buttons_edit_the_stack_before_the_head():
     assert at.text_input(key="train.net").value == \
         "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,conv3x32,relu,flatten,fc10"
     button(at, "Batch norm").click().run()
-    button(at, "GAP").click().run()
+    button(at, "GAP head").click().run()
     assert at.text_input(key="train.net").value == \
         "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,conv3x32,bn,relu,gap,fc10"
-    button(at, "Remove").click().run()
+    button(at, "Remove last").click().run()
     button(at, "Mean pool").click().run()
     assert at.text_input(key="train.net").value == "conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,meanpool2,gap,fc10"
     # gap over 16 channels, then fc10: 10·(16 + 1) = 170 parameters in the head

@@ -11,7 +11,7 @@ from cnnviz.network import STACK_PRESETS, build_model
 from cnnviz.notation import percent
 from ui.training import TRAINED_KEY
 
-PAGE = "pages/5_VGG16_explorer.py"
+PAGE = "pages/6_VGG16_explorer.py"
 
 
 def run_page(session: dict | None = None, **query) -> AppTest:

@@ -14,7 +14,7 @@ from apptest_helpers import open_page
 from cnnviz import data, learn
 from cnnviz.notation import number, term
 
-PAGE = "pages/3_What_models_learn.py"
+PAGE = "pages/4_What_models_learn.py"
 
 
 @pytest.fixture(autouse=True)
@@ -278,7 +278,7 @@ def test_the_learn_and_training_pages_share_one_copy_of_the_images(monkeypatch):
     monkeypatch.setattr(data, "read_idx", lambda path, *args: reads.append(path) or read_idx(path, *args))
     run_page()
     assert len(reads) == 4  # images and labels of the two splits
-    open_page("pages/4_Train_a_CNN.py")  # the bundled Fashion-MNIST subset, as here
+    open_page("pages/5_Train_a_CNN.py")  # the bundled Fashion-MNIST subset, as here
     run_page(src="bundled")  # "auto" and "bundled" are the same images here: read once
     assert len(reads) == 4
 

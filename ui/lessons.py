@@ -45,17 +45,17 @@ LESSONS = [
            "Stacking Convolution Layers, Convolutional Neural Networks: Architectures",
            "Build a network layer by layer: shapes shrink, channels grow, and every unit sees a larger "
            "part of the image."),
-    Lesson("3_What_models_learn.py", "What models learn", ":material/psychology:",
+    Lesson("4_What_models_learn.py", "What models learn", ":material/psychology:",
            "What Do Linear Models / MLPs / CNNs Learn?",
            "Class templates of a linear model, full-image templates of an MLP, and the edges "
            "and blobs in a CNN's first-layer filters."),
-    Lesson("4_Train_a_CNN.py", "Train a CNN", ":material/model_training:",
+    Lesson("5_Train_a_CNN.py", "Train a CNN", ":material/model_training:",
            "Stacking Convolution Layers, Training by Stochastic Gradient Descent",
            "Build a small CNN and train it live, with loss and accuracy curves as it learns."),
-    Lesson("5_VGG16_explorer.py", "VGG-16 explorer", ":material/account_tree:",
+    Lesson("6_VGG16_explorer.py", "VGG-16 explorer", ":material/account_tree:",
            "Example: VGG Architecture, CNN as Nested Function",
            "Walk through VGG-16 layer by layer: activation shapes, parameters and FLOPs."),
-    Lesson("6_Classify_an_image.py", "Classify an image", ":material/image_search:",
+    Lesson("7_Classify_an_image.py", "Classify an image", ":material/image_search:",
            "Softmax, CNN as Nested Function",
            "Upload a photo and watch a CNN classify it: the softmax and every layer's activation maps."),
 ]

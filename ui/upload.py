@@ -115,7 +115,7 @@ def session_classifier() -> classify.Classifier | None:
     if not isinstance(ckpt, Checkpoint):
         st.info("No model has been trained in this session yet. Train one on the **Train a CNN** page, "
                 "then come back here.", icon=":material/model_training:")
-        st.page_link("pages/4_Train_a_CNN.py", label="Train a CNN", icon=":material/model_training:")
+        st.page_link("pages/5_Train_a_CNN.py", label="Train a CNN", icon=":material/model_training:")
         return None
     cache = st.session_state.setdefault("classify.session_models", {})
     if id(ckpt) not in cache:

@@ -12,7 +12,7 @@ from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import checkpoint_picker, image_picker, session_classifier
 
-page_setup("6_Classify_an_image.py")
+page_setup("7_Classify_an_image.py")
 
 OWN_MODELS = {
     "bundled": "Small CNN trained on Fashion-MNIST (bundled)",

@@ -26,7 +26,7 @@ from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.training import TRAINED_KEY
 
-page_setup("5_VGG16_explorer.py")
+page_setup("6_VGG16_explorer.py")
 
 MAX_SIDE = 1024
 DEFAULT_STACK = "Tiny CNN (Fashion-MNIST)"
@@ -145,16 +145,16 @@ selected = summary.row(state["layer"])
 is_lecture = summary.key == "vgg16" and summary.in_shape == LECTURE_INPUT
 
 # ---- totals ------------------------------------------------------------------------------------
-cols = st.columns([2, 3, 2, 2])
-cols[0].metric("Parameters", f"{summary.params:,}", help=f"{approx(summary.params)}; "
-               f"{megabytes(summary.param_bytes)} as float32")
-cols[1].metric("Multiply-adds", f"{summary.macs:,}",
-               help="Bias counted as one multiply-add per output, as in the lecture's formula "
-                    f"(without: {summary.macs_without_bias:,}).")
-cols[2].metric("FLOPs (2 × multiply-adds)", approx(summary.flops) if summary.flops >= 1e9 else f"{summary.flops:,}",
-               help=f"{summary.flops:,}")
-cols[3].metric("Activations of one image", megabytes(summary.activation_bytes),
-               help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
+with st.container(horizontal=True, gap="medium"):  # wraps on narrow screens instead of cutting the numbers
+    st.metric("Parameters", f"{summary.params:,}", width="content",
+              help=f"{approx(summary.params)}; {megabytes(summary.param_bytes)} as float32")
+    st.metric("Multiply-adds", f"{summary.macs:,}", width="content",
+              help="Bias counted as one multiply-add per output, as in the lecture's formula "
+                   f"(without: {summary.macs_without_bias:,}).")
+    st.metric("FLOPs (2 × multiply-adds)", approx(summary.flops) if summary.flops >= 1e9 else f"{summary.flops:,}",
+              width="content", help=f"{summary.flops:,}")
+    st.metric("Activations of one image", megabytes(summary.activation_bytes), width="content",
+              help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
 
 # ---- the block diagram -------------------------------------------------------------------------
 st.subheader(f"{summary.title} for a {shape(summary.in_shape)} input")

@@ -16,7 +16,7 @@ from ui.lessons import page_setup
 from ui.show import chart
 from ui.state import Param, UrlState, int_in, one_of
 
-page_setup("3_What_models_learn.py")
+page_setup("4_What_models_learn.py")
 
 VIEWS = {
     "data": "The data",
