@@ -11,7 +11,7 @@ from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
 from cnnviz.figures import conv_step_spec
 from cnnviz.pooling import HeadCounts, Pooling, gap_formula, pool_output_size_formula, unseen_count
 from cnnviz.pooling_figures import flatten_gap_spec, halving_spec, pool_step_spec
-from ui.grid_editor import GridEditor, random_size_inputs
+from ui.grid_editor import GridEditor, channels_parser, random_size_inputs
 from ui.lessons import page_setup
 from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
@@ -36,13 +36,6 @@ if any(name in st.query_params for name in STACKING_PARAMS):
                    query_params={name: st.query_params[name] for name in STACKING_PARAMS if name in st.query_params})
 
 
-def parse_input(text: str) -> str:
-    x = grids.parse_channels(text)
-    if x.shape[0] > MAX_CHANNELS:
-        raise ValueError(f"the lab pools at most {MAX_CHANNELS} channels, not {x.shape[0]}")
-    return grids.encode_channels(x)
-
-
 def parse_weights(text: str) -> str:
     w = grids.parse_grid(text, "strided convolution's weights")
     if tuple(w.shape) != (2, 2):
@@ -54,7 +47,7 @@ state = UrlState("pool", [
     Param("kind", "max", one_of(*KIND_NAMES)),
     Param("k", 2, int_in(1, MAX_KERNEL)),
     Param("s", 2, int_in(1, MAX_STRIDE)),
-    Param("x", grids.encode_channels(LECTURE_POOLING_INPUT[None]), parse_input),
+    Param("x", grids.encode_channels(LECTURE_POOLING_INPUT[None]), channels_parser(MAX_CHANNELS)),
     # The number of channels follows the input unless a link asks for more (or fewer).
     Param("channels", lambda s: len(s["x"].split("|")), int_in(1, MAX_CHANNELS)),
     Param("step", 0, int_in(0, 100_000)),

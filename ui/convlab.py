@@ -23,7 +23,7 @@ from cnnviz.edits import fit_filter_channels, fit_filters, fit_input_channels, r
 from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random_grid
 from cnnviz.images import SAMPLES
 
-from .grid_editor import GridEditor, random_size_inputs
+from .grid_editor import GridEditor, channels_parser, random_size_inputs
 from .state import Param, UrlState, int_in, one_of
 
 LECTURE = "lecture"
@@ -53,13 +53,6 @@ def _from_example(field: str):
     return default
 
 
-def _parse_input(text: str) -> str:
-    x = grids.parse_channels(text)
-    if x.shape[0] > MAX_CHANNELS:
-        raise ValueError(f"the lab takes at most {MAX_CHANNELS} input channels, not {x.shape[0]}")
-    return grids.encode_channels(x)
-
-
 def _parse_filters(text: str) -> str:
     w = grids.parse_filters(text)
     if w.shape[0] > MAX_FILTERS:
@@ -84,7 +77,7 @@ def _parse_padding(text: str) -> int | str:
 
 STATE = [
     Param("ex", LECTURE, one_of(*CONV_EXAMPLES, "custom")),
-    Param("x", _from_example("x"), _parse_input),
+    Param("x", _from_example("x"), channels_parser(MAX_CHANNELS)),
     Param("w", _from_example("weight"), _parse_filters),
     Param("b", _from_example("bias"), _parse_bias),
     Param("pad", _from_example("padding"), _parse_padding),

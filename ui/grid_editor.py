@@ -24,6 +24,17 @@ import torch
 from cnnviz import grids
 
 
+def channels_parser(max_channels: int) -> Callable[[str], str]:
+    """A URL parameter's parser for a (channels, m, l) input: GridError (a ValueError) on a typo,
+    ValueError beyond the lab's number of channels; the canonical text otherwise."""
+    def parse(text: str) -> str:
+        x = grids.parse_channels(text)
+        if x.shape[0] > max_channels:
+            raise ValueError(f"the lab takes at most {max_channels} input channels, not {x.shape[0]}")
+        return grids.encode_channels(x)
+    return parse
+
+
 @dataclass(frozen=True)
 class GridEditor:
     key: str  # prefix of the boxes' session keys
