@@ -49,11 +49,6 @@ class Padding:
             raise ConvError(f"Padding must be 0 or more, not {p}.")
         return cls(p, p, p, p)
 
-    @property
-    def symmetric(self) -> int | None:
-        sides = {self.top, self.bottom, self.left, self.right}
-        return sides.pop() if len(sides) == 1 else None
-
 
 def output_size(n: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1,
                 extra_padding: int = 0) -> int:

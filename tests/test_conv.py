@@ -148,9 +148,8 @@ def test_same_padding_sides_match_torch(kernel, dilation):
 
 def test_padding_resolve_numbers_and_valid():
     assert Padding.resolve(2, 3) == Padding(2, 2, 2, 2)
-    assert Padding.resolve(2, 3).symmetric == 2
     assert Padding.resolve("valid", 5) == Padding(0, 0, 0, 0)
-    assert Padding.resolve("same", 4).symmetric is None
+    assert Padding.resolve("same", 4) == Padding(1, 2, 1, 2)  # uneven for an even kernel, the extra zero after
     with pytest.raises(ConvError):
         Padding.resolve(-1, 3)
     with pytest.raises(ConvError, match="stride"):
