@@ -486,6 +486,11 @@ def analyse(specs: Sequence[LayerSpec], in_shape: Sequence[int] = (1, 28, 28)) -
     return infos
 
 
+def spatial_window_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """The conv and pooling layers (those that slide a window over a feature map)."""
+    return [info for info in infos if info.spec.layer_kind.window]
+
+
 def head_problem(infos: Sequence[LayerInfo], n_classes: int, data_name: str = "the data") -> str | None:
     """Why an analysed stack cannot be trained as a classifier of n_classes (one score per class), or None."""
     out = infos[-1].out_shape

@@ -1,55 +1,26 @@
 """Stacking layers: build a network as the lecture does and watch shapes shrink, channels grow and
 each unit see a larger part of the image."""
 
-from functools import lru_cache
-
 import streamlit as st
 
 from cnnviz import notation
-from cnnviz.images import sample_image
-from cnnviz.network import INPUT_CHOICES, LECTURE_STACK, analyse, parse_stack, unit_receptive_field
-from cnnviz.network_figures import centre_unit, fit_picture, growth_pictures, receptive_field_figure, spatial_layers
+from cnnviz.network import INPUT_CHOICES, LECTURE_STACK, unit_receptive_field
+from cnnviz.network_figures import receptive_field_figure, spatial_layers
 from ui.lessons import page_setup
 from ui.show import chart, gallery
-from ui.stack import StackBuilder
+from ui.stack import StackBuilder, growth, network_picture, unit_centre, unit_defaults
 from ui.state import Param, UrlState, int_in, one_of
 
 page_setup("3_Stacking_layers.py")
-
-
-@lru_cache(maxsize=64)
-def unit_defaults(net: str, inp: str) -> tuple[int, tuple[int, int]]:
-    """The layer whose unit is shown by default (the last feature map) and its centre unit
-    (1-based row and column); (0, (0, 0)) when the stack has no map or does not work."""
-    try:
-        infos = analyse(parse_stack(net), INPUT_CHOICES[inp][0])
-    except Exception:  # noqa: BLE001 - the page explains a stack that does not work
-        return 0, (0, 0)
-    maps = [info for info in spatial_layers(infos) if info.spec.layer_kind.window]
-    if not maps:
-        return 0, (0, 0)
-    row, col = centre_unit(maps[-1])
-    return maps[-1].number, (row + 1, col + 1)
-
-
-def default_unit(axis: int):
-    def default(state: UrlState) -> int:
-        layer = state["rfl"]
-        try:
-            infos = analyse(parse_stack(state["net"]), INPUT_CHOICES[state["inp"]][0])
-            row, col = centre_unit(infos[layer - 1]) if layer else (-1, -1)
-        except Exception:  # noqa: BLE001
-            return 0
-        return (row, col)[axis] + 1
-    return default
 
 
 state = UrlState("stack", [
     Param("net", LECTURE_STACK, lambda text: text[:500]),  # checked below, so a bad stack is explained
     Param("inp", "28", one_of(*INPUT_CHOICES)),
     Param("rfl", lambda s: unit_defaults(s["net"], s["inp"])[0], int_in(0, 100)),  # layer number of the unit shown
-    Param("rfr", default_unit(0), int_in(0, 1000)),  # the unit's row and column, counted from 1 like the labs
-    Param("rfc", default_unit(1), int_in(0, 1000)),
+    # the unit's row and column, counted from 1 like the labs; by default the layer's centre unit
+    Param("rfr", lambda s: unit_centre(s["net"], s["inp"], s["rfl"])[0], int_in(0, 1000)),
+    Param("rfc", lambda s: unit_centre(s["net"], s["inp"], s["rfl"])[1], int_in(0, 1000)),
 ])
 
 
@@ -63,18 +34,6 @@ def on_layer_change() -> None:
 
 def on_preset(preset) -> None:
     state["inp"] = next(key for key, (shape, _) in INPUT_CHOICES.items() if shape == preset.in_shape)
-
-
-@lru_cache(maxsize=8)
-def network_picture(in_shape: tuple[int, int, int]):
-    """The sample photo as the network's input (grey for one channel); made once per input shape."""
-    return fit_picture(sample_image("Cat").image, in_shape)
-
-
-@lru_cache(maxsize=32)
-def growth(net: str, in_shape: tuple[int, int, int]) -> list[tuple[str, bytes]]:
-    """The receptive-field pictures of a stack: drawn once per stack and input."""
-    return growth_pictures(analyse(parse_stack(net), in_shape), network_picture(in_shape))
 
 
 state.show_problems()

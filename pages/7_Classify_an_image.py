@@ -10,7 +10,7 @@ from cnnviz.classify_figures import activation_grid_image, softmax_figure, stren
 from ui.lessons import page_setup
 from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
-from ui.upload import checkpoint_picker, image_picker, session_classifier
+from ui.upload import bundled_model, checkpoint_picker, image_picker, pretrained_model, session_classifier
 
 page_setup("7_Classify_an_image.py")
 
@@ -47,16 +47,6 @@ st.markdown(
 
 
 # ---------------------------------------------------------------- the model
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def bundled_model() -> classify.Classifier:
-    return classify.load_bundled()
-
-
-@st.cache_resource(max_entries=2, show_spinner=False)
-def pretrained_model(key: str) -> classify.Classifier:
-    return classify.load_pretrained(key)
-
 
 def offer_download(spec: classify.Pretrained) -> None:
     """What is missing and where it goes, with a button to download it; one message at a time."""

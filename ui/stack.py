@@ -9,6 +9,7 @@ when the stack cannot work (the reason is on the page and the student's text sta
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import streamlit as st
 
@@ -16,7 +17,9 @@ from cnnviz import notation
 from cnnviz.network import (STACK_PRESETS, TOKEN_HELP, LayerInfo, Preset, StackError, add_batchnorm, add_conv_block,
                             add_pooling, analyse, format_stack, head_problem, parse_stack, remove_last_block, totals,
                             with_head)
-from cnnviz.network_figures import layer_rows, shapes_figure
+from cnnviz.images import sample_image
+from cnnviz.network import INPUT_CHOICES, spatial_window_layers
+from cnnviz.network_figures import centre_unit, fit_picture, growth_pictures, layer_rows, shapes_figure
 
 from .show import chart
 from .state import UrlState
@@ -120,3 +123,44 @@ class StackBuilder:
             chart(shapes_figure(infos, height_px=chart_height), key=f"{self.key}.fig.shapes", where=chart_col)
         if problem:
             st.error(f"**This stack cannot be trained here.** {problem}", icon=":material/block:")
+
+
+# ---- what the stacking page draws for a stack: made once per stack and input, for every visitor
+
+@lru_cache(maxsize=64)
+def unit_defaults(net: str, inp: str) -> tuple[int, tuple[int, int]]:
+    """The layer whose unit the stacking page shows by default (the last feature map) and its centre
+    unit (1-based row and column); (0, (0, 0)) when the stack has no map or does not work."""
+    try:
+        maps = spatial_window_layers(analyse(parse_stack(net), INPUT_CHOICES[inp][0]))
+    except StackError:
+        return 0, (0, 0)
+    if not maps:
+        return 0, (0, 0)
+    row, col = centre_unit(maps[-1])
+    return maps[-1].number, (row + 1, col + 1)
+
+
+@lru_cache(maxsize=256)
+def unit_centre(net: str, inp: str, layer: int) -> tuple[int, int]:
+    """The centre unit (1-based row and column) of layer number `layer`'s map; (0, 0) when there is none."""
+    try:
+        infos = analyse(parse_stack(net), INPUT_CHOICES[inp][0])
+    except StackError:
+        return 0, 0
+    if not 1 <= layer <= len(infos) or not infos[layer - 1].spatial:
+        return 0, 0
+    row, col = centre_unit(infos[layer - 1])
+    return row + 1, col + 1
+
+
+@lru_cache(maxsize=8)
+def network_picture(in_shape: tuple[int, int, int]):
+    """The sample photo as the network's input (grey for one channel); made once per input shape."""
+    return fit_picture(sample_image("Cat").image, in_shape)
+
+
+@lru_cache(maxsize=32)
+def growth(net: str, in_shape: tuple[int, int, int]) -> list[tuple[str, bytes]]:
+    """The receptive-field pictures of a stack: drawn once per stack and input."""
+    return growth_pictures(analyse(parse_stack(net), in_shape), network_picture(in_shape))

@@ -86,6 +86,18 @@ def image_picker(state, param: str, key: str) -> PickedImage | None:
     return PickedImage(loaded, upload.name, "upload:" + hashlib.sha256(data).hexdigest(), orientation)
 
 
+@st.cache_resource(max_entries=1, show_spinner=False)
+def bundled_model() -> classify.Classifier:
+    """The small Fashion-MNIST CNN that ships with the app: loaded once per server process."""
+    return classify.load_bundled()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def pretrained_model(key: str) -> classify.Classifier:
+    """An ImageNet model from the torch cache: loaded once per server process, shared by all sessions."""
+    return classify.load_pretrained(key)
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _checkpoint_classifier(digest: str, _data: bytes) -> classify.Classifier:
     """Shared by every session that uploads the same bytes: never changed after it is made."""
