@@ -1,26 +1,14 @@
-"""cnnviz home: the lecture's map, one entry per lesson page."""
+"""cnnviz's server. `streamlit run app.py` serves the app below: the home page (home.py) and the
+lessons (pages/), plus a few HTTP routes of our own and a warm-up at start.
+
+- The warm-up (ui.serving.lifespan) imports torch and the engine and loads the shared data and models
+  once, before the server answers: the first visit of any page then costs only that page's own work.
+- The routes (ui.serving.ROUTES): short links to an exact state (/s/<code>) and the presenter rooms that
+  a hall follows (/api/rooms/...).
+"""
 
 import streamlit as st
 
-from ui.lessons import APP_ICON, LESSONS, sidebar
+from ui.serving import ROUTES, lifespan
 
-st.set_page_config(page_title="cnnviz", page_icon=APP_ICON, layout="wide")
-sidebar()
-
-st.title("cnnviz")
-st.markdown(
-    "**How convolutional neural networks classify images**, following the lecture "
-    "*Convolutional Architectures For Image Classification*. Each lesson is a page you can "
-    "play with; every state can be shared as a link, so a slide can open the exact example."
-)
-
-for number, lesson in enumerate(LESSONS, start=1):
-    with st.container(border=True):
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        with left:
-            st.page_link(lesson.path, label=f"{number}. {lesson.title}", icon=lesson.icon)
-            st.markdown(lesson.teaches)
-        with right:
-            st.caption(f"Lecture slides: {lesson.slides}")
-
-st.caption("Runs offline: sample photos and data are bundled in `assets/` with their licences.")
+app = st.App("home.py", lifespan=lifespan, routes=ROUTES)

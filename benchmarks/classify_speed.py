@@ -52,7 +52,7 @@ def fastest_ms(fn, runs: int) -> float:
 def page_rerun_ms() -> tuple[float, float]:
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=120)
     at.switch_page("pages/7_Classify_an_image.py")
     at.query_params["img"] = "Coffee"
     start = time.perf_counter()

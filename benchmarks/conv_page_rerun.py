@@ -178,7 +178,7 @@ def timed_run(at: AppTest, widget_states: WidgetStates | None = None) -> Sample:
 # ---- scenarios: each returns a prepared AppTest and a function that makes one rerun ----
 
 def open_page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=60)
     at.switch_page(PAGE)
     for key, value in query.items():
         at.query_params[key] = value

@@ -64,7 +64,7 @@ LESSONS = [
 def sidebar() -> None:
     """Our own navigation (Streamlit's would call the home page 'app'), in lecture order."""
     with st.sidebar:
-        st.page_link("app.py", label="Home: the lecture's map", icon=":material/home:")
+        st.page_link("home.py", label="Home: the lecture's map", icon=":material/home:")
         for number, lesson in enumerate(LESSONS, start=1):
             st.page_link(lesson.path, label=f"{number}. {lesson.title}", icon=lesson.icon)
 
