@@ -120,3 +120,9 @@ def test_stack_builder_checks_the_head_against_the_classes():
     at = AppTest.from_function(builder_script).run()
     at.text_input(key="t.net").set_value("conv3x8,gap,fc7").run()
     assert any("ends in 7 outputs, but Fashion-MNIST has 10 classes" in e.value for e in at.error)
+
+
+def test_state_keeps_the_apps_own_parameters_in_the_link():
+    at = run_state(present="1", room="K7P2", n="5")
+    at.number_input(key="t.n").set_value(6).run()
+    assert dict(at.query_params) == {"n": ["6"], "present": ["1"], "room": ["K7P2"]}

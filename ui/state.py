@@ -73,6 +73,10 @@ def show_flag(value: bool) -> str:
     return "1" if value else "0"
 
 
+# Query parameters that belong to the whole app, not to a page: every page keeps them in its link.
+APP_PARAMS = ("present", "room")
+
+
 class UrlState:
     """The URL-backed state of one page."""
 
@@ -124,10 +128,11 @@ class UrlState:
         return {name: p.show(self[name]) for name, p in self.params.items() if self[name] != self.default(name)}
 
     def sync(self) -> None:
-        """Mirror the state into the URL (only what differs from the defaults) and the shadow."""
+        """Mirror the state into the URL (only what differs from the defaults) and the shadow.
+        The app-wide parameters (APP_PARAMS: the presenter view, the room followed) stay as they are."""
         shadow = st.session_state["_url_shadow"][self.page]
         shadow.update({name: self[name] for name in self.params})
-        query = self.as_query()
+        query = {**self.as_query(), **{k: st.query_params[k] for k in APP_PARAMS if k in st.query_params}}
         if dict(st.query_params) != query:
             st.query_params.from_dict(query)
 
