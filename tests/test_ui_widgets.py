@@ -125,4 +125,4 @@ def test_stack_builder_checks_the_head_against_the_classes():
 def test_state_keeps_the_apps_own_parameters_in_the_link():
     at = run_state(present="1", room="K7P2", n="5")
     at.number_input(key="t.n").set_value(6).run()
-    assert dict(at.query_params) == {"n": ["6"], "present": ["1"], "room": ["K7P2"]}
+    assert dict(at.query_params) == {"n": ["6"], "double": ["10"], "present": ["1"], "room": ["K7P2"]}
