@@ -22,11 +22,13 @@ from cnnviz.summary import (
     walkthrough,
 )
 from ui.lessons import page_setup
+from ui.presenter import presenting
 from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.training import TRAINED_KEY
 
 page_setup("6_VGG16_explorer.py")
+PRESENTING = presenting()  # the presenter view shows the block diagram and the walk-through only
 
 MAX_SIDE = 1024
 DEFAULT_STACK = "Tiny CNN (Fashion-MNIST)"
@@ -104,25 +106,27 @@ except SummaryError as error:
     summary, problem = None, error
 described = summary or model_summary(default_input(state))  # the intro still describes the model
 lead = ("The lecture's example network, **VGG-16**," if described.key == "vgg16" else f"**{described.title}**")
-st.markdown(f"{lead} {overview(described)}. Every number below is computed from the model itself: its "
-            "architecture, built without its weights, traced with an empty input of the size you choose.")
+if not PRESENTING:
+    st.markdown(f"{lead} {overview(described)}. Every number below is computed from the model itself: its "
+                "architecture, built without its weights, traced with an empty input of the size you choose.")
 
-with st.container(border=True):
-    left, middle, right = st.columns([3, 2, 4], vertical_alignment="bottom")
-    left.selectbox("Model", list(MODEL_LABELS), key=state.key("model"), on_change=on_model,
-                   format_func=MODEL_LABELS.get)
-    trained_at = default_input(state)
-    middle.number_input("Input size (pixels)", 1, MAX_SIDE, key=state.key("input"),
-                        help=f"Height and width of the square input image. {described.title} was "
-                             f"{'built' if state['model'] == 'cnn' else 'trained'} for {trained_at}×{trained_at}.")
-    if state["model"] == "cnn":
-        stack, built_for, cnn_title, trained = session_cnn()
-        right.caption(f"**{cnn_title}**: `{stack}`, built for {shape(built_for)} inputs.")
-        if not trained:
-            right.info("No CNN has been trained in this session yet, so this is the default small stack. "
-                       "Train one on the **Train a CNN** page and come back.", icon=":material/model_training:")
-    else:
-        right.caption(TORCHVISION_MODELS[state["model"]].note)
+if not PRESENTING:
+    with st.container(border=True):
+        left, middle, right = st.columns([3, 2, 4], vertical_alignment="bottom")
+        left.selectbox("Model", list(MODEL_LABELS), key=state.key("model"), on_change=on_model,
+                       format_func=MODEL_LABELS.get)
+        trained_at = default_input(state)
+        middle.number_input("Input size (pixels)", 1, MAX_SIDE, key=state.key("input"),
+                            help=f"Height and width of the square input image. {described.title} was "
+                                 f"{'built' if state['model'] == 'cnn' else 'trained'} for {trained_at}×{trained_at}.")
+        if state["model"] == "cnn":
+            stack, built_for, cnn_title, trained = session_cnn()
+            right.caption(f"**{cnn_title}**: `{stack}`, built for {shape(built_for)} inputs.")
+            if not trained:
+                right.info("No CNN has been trained in this session yet, so this is the default small stack. "
+                           "Train one on the **Train a CNN** page and come back.", icon=":material/model_training:")
+        else:
+            right.caption(TORCHVISION_MODELS[state["model"]].note)
 
 if problem is not None:
     st.error(f"**No output for this input size.** {problem}", icon=":material/block:")
@@ -145,40 +149,53 @@ selected = summary.row(state["layer"])
 is_lecture = summary.key == "vgg16" and summary.in_shape == LECTURE_INPUT
 
 # ---- totals ------------------------------------------------------------------------------------
-with st.container(horizontal=True, gap="medium"):  # wraps on narrow screens instead of cutting the numbers
-    st.metric("Parameters", f"{summary.params:,}", width="content",
-              help=f"{approx(summary.params)}; {megabytes(summary.param_bytes)} as float32")
-    st.metric("Multiply-adds", f"{summary.macs:,}", width="content",
-              help="Bias counted as one multiply-add per output, as in the lecture's formula "
-                   f"(without: {summary.macs_without_bias:,}).")
-    st.metric("FLOPs (2 × multiply-adds)", approx(summary.flops) if summary.flops >= 1e9 else f"{summary.flops:,}",
-              width="content", help=f"{summary.flops:,}")
-    st.metric("Activations of one image", megabytes(summary.activation_bytes), width="content",
-              help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
+if not PRESENTING:
+    with st.container(horizontal=True, gap="medium"):  # wraps on narrow screens instead of cutting the numbers
+        st.metric("Parameters", f"{summary.params:,}", width="content",
+                  help=f"{approx(summary.params)}; {megabytes(summary.param_bytes)} as float32")
+        st.metric("Multiply-adds", f"{summary.macs:,}", width="content",
+                  help="Bias counted as one multiply-add per output, as in the lecture's formula "
+                       f"(without: {summary.macs_without_bias:,}).")
+        st.metric("FLOPs (2 × multiply-adds)", approx(summary.flops) if summary.flops >= 1e9 else f"{summary.flops:,}",
+                  width="content", help=f"{summary.flops:,}")
+        st.metric("Activations of one image", megabytes(summary.activation_bytes), width="content",
+                  help=f"{summary.activations:,} numbers (float32): the input plus every layer's output.")
 
 # ---- the block diagram -------------------------------------------------------------------------
-st.subheader(f"{summary.title} for a {shape(summary.in_shape)} input")
+if PRESENTING:
+    c_, h_, w_ = summary.in_shape
+    st.markdown(f"#### {summary.title} as one nested function $f_\\theta: \\mathbb{{R}}^{{{h_} \\times {w_} \\times "
+                f"{c_}}} \\rightarrow \\mathbb{{R}}^{{{math.prod(summary.out_shape)}}}$: θ = {summary.params:,} "
+                f"parameters, {approx(summary.macs)} multiply-adds")
+else:
+    st.subheader(f"{summary.title} for a {shape(summary.in_shape)} input")
 chart(block_diagram(summary, selected.index), key="vgg.diagram", on_select=on_diagram, selection_mode="points")
-st.caption("Each box is one layer's output: its front face is as tall as the feature map, its depth is the "
+if not PRESENTING:
+    st.caption("Each box is one layer's output: its front face is as tall as the feature map, its depth is the "
            "map's width and its thickness the number of channels (vectors: as tall as their length). Sizes "
-           "grow with the square root of the numbers, so the 7×7 maps stay visible next to the 224×224 ones. "
-           "Click a box to select its layer; hover for its numbers.")
+               "grow with the square root of the numbers, so the 7×7 maps stay visible next to the 224×224 ones. "
+               "Click a box to select its layer; hover for its numbers.")
 
 with st.container(border=True):
-    st.markdown("**The walk-through, from the model's own shapes**")
+    if not PRESENTING:
+        st.markdown("**The walk-through, from the model's own shapes**")
     n_in, n_out = math.prod(summary.in_shape), math.prod(summary.out_shape)
     c, h, w = summary.in_shape
-    st.markdown(f"As one nested function: $f_\\theta: \\mathbb{{R}}^{{{h} \\times {w} \\times {c}}} "
-                f"\\rightarrow \\mathbb{{R}}^{{{n_out}}}$, {n_in:,} numbers in, {n_out:,} class scores out, "
-                f"with θ = all {summary.params:,} weights and biases.")
+    if not PRESENTING:
+        st.markdown(f"As one nested function: $f_\\theta: \\mathbb{{R}}^{{{h} \\times {w} \\times {c}}} "
+                    f"\\rightarrow \\mathbb{{R}}^{{{n_out}}}$, {n_in:,} numbers in, {n_out:,} class scores out, "
+                    f"with θ = all {summary.params:,} weights and biases.")
     steps = [f"{i}. {line}" for i, line in enumerate(walkthrough(summary), start=1)]
-    half = math.ceil(len(steps) / 2)
-    first, second = st.columns(2)
-    first.markdown("\n".join(steps[:half]))
-    second.markdown("\n".join(steps[half:]))
+    n_columns = 3 if PRESENTING else 2
+    per_column = math.ceil(len(steps) / n_columns)
+    for column, start in zip(st.columns(n_columns), range(0, len(steps), per_column)):
+        column.markdown("\n".join(steps[start:start + per_column]))
     if summary.key == "resnet18":
         st.caption("ResNet-18 also adds each block's input to its output (shortcut connections); "
                    "those additions are not layers and are not drawn.")
+if PRESENTING:
+    state.sync()
+    st.stop()
 
 with st.container(border=True):
     pick, where = st.columns([2, 3], vertical_alignment="bottom")

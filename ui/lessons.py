@@ -11,12 +11,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import presenter
 from ui.training import publish_finished_job
 
 ROOT = Path(__file__).resolve().parent.parent
 # The browser tab's icon, served by the app: a Material icon there is fetched from Google's font
 # CDN by every browser (and fails quietly offline). The in-page Material icons ship with Streamlit.
 APP_ICON = str(ROOT / "assets" / "icons" / "cnnviz.png")
+PAGE_PATH_KEY = "page.path"  # the URL path of the page this run draws (for its share link)
 
 
 @dataclass(frozen=True)
@@ -62,21 +64,41 @@ LESSONS = [
 
 
 def sidebar() -> None:
-    """Our own navigation (Streamlit's would call the home page 'app'), in lecture order."""
+    """Our own navigation (Streamlit's would call the home page 'app'), in lecture order, and the way
+    into the presenter view and the lecture tour."""
     with st.sidebar:
         st.page_link("home.py", label="Home: the lecture's map", icon=":material/home:")
         for number, lesson in enumerate(LESSONS, start=1):
             st.page_link(lesson.path, label=f"{number}. {lesson.title}", icon=lesson.icon)
+        st.divider()
+        st.button("Presenter view", icon=":material/co_present:", on_click=presenter.enter, width="stretch",
+                  help="This page's main figure on the whole screen, for a projector; keys ← → step, F is full screen.")
+        if st.button("Give the lecture", icon=":material/slideshow:", width="stretch",
+                     help="The lecture's worked examples in slide order, in the presenter view: → and ← (or a "
+                          "clicker's Page Down / Page Up) move on."):
+            st.query_params[presenter.PRESENT] = "1"
+            presenter.go_to_stop(0)
 
 
-def page_setup(page_file: str) -> Lesson:
-    """Common page configuration; returns the lesson this page is."""
+def page_setup(page_file: str, stepper_sections: tuple[str, ...] = ()) -> Lesson:
+    """Common page configuration; returns the lesson this page is.
+
+    stepper_sections: the sections of the page (see ui.presenter.section) whose main figure is a stepper:
+    there ← → step, and the presenter view's tour moves on at the last step."""
     lesson = next(lesson for lesson in LESSONS if lesson.page == page_file)
-    st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=APP_ICON, layout="wide")
+    presenting = presenter.presenting()
+    st.set_page_config(page_title=f"{lesson.title} · cnnviz", page_icon=APP_ICON, layout="wide",
+                       initial_sidebar_state="collapsed" if presenting else "auto")
     # A training run that ended while the student was elsewhere becomes the session's model
     # on whichever page they are looking at (the explorer and the classify page use it).
     publish_finished_job()
-    sidebar()
-    st.title(lesson.title)
-    st.caption(f"Lecture: *{lesson.slides}*")
+    st.session_state[PAGE_PATH_KEY] = "/" + page_file.split("_", 1)[1].removesuffix(".py")
+    number = LESSONS.index(lesson) + 1
+    if presenting:
+        presenter.presenter_bar(page_file, f"{number}. {lesson.title}",
+                                has_stepper=presenter.section(page_file) in stepper_sections)
+    else:
+        sidebar()
+        st.title(lesson.title)
+        st.caption(f"Lecture: *{lesson.slides}*")
     return lesson

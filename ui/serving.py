@@ -9,8 +9,12 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from streamlit.logger import get_logger
+
+from cnnviz.links import LINKS
 
 LOG = get_logger("cnnviz")
 
@@ -44,4 +48,12 @@ async def lifespan(app):
     yield
 
 
-ROUTES: list[Route] = []
+async def short_link(request: Request) -> Response:
+    """/s/<code> → the state it stands for (cnnviz.links); an unknown code → the home page, which says so."""
+    target = LINKS.resolve(request.path_params["code"])
+    return RedirectResponse(target or "/?link=unknown", status_code=302)
+
+
+ROUTES: list[Route] = [
+    Route("/s/{code}", short_link),
+]

@@ -74,7 +74,7 @@ def show_flag(value: bool) -> str:
 
 
 # Query parameters that belong to the whole app, not to a page: every page keeps them in its link.
-APP_PARAMS = ("present", "room")
+APP_PARAMS = ("present", "room", "stop")
 
 
 class UrlState:
@@ -135,6 +135,9 @@ class UrlState:
         query = {**self.as_query(), **{k: st.query_params[k] for k in APP_PARAMS if k in st.query_params}}
         if dict(st.query_params) != query:
             st.query_params.from_dict(query)
+        if st.session_state.get("present.sharing"):  # the presenter asked for this state's link and QR code
+            from ui.presenter import share_dialog
+            share_dialog(st.session_state.get("page.path", "/"), self.as_query())
 
     def show_problems(self) -> None:
         for problem in self.problems:
