@@ -3,11 +3,13 @@
 import streamlit as st
 
 from ui.lessons import APP_ICON, LESSONS, sidebar
+from ui.room import lecture_hall
 
 st.set_page_config(page_title="cnnviz", page_icon=APP_ICON, layout="wide")
 sidebar()
 
 st.title("cnnviz")
+lecture_hall()  # presenter rooms (ui.room): the home page is a place a presenter and the hall can be
 st.markdown(
     "**How convolutional neural networks classify images**, following the lecture "
     "*Convolutional Architectures For Image Classification*. Each lesson is a page you can "

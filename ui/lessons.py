@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import presenter
+from ui.room import lecture_hall
 from ui.training import publish_finished_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,4 +102,5 @@ def page_setup(page_file: str, stepper_sections: tuple[str, ...] = ()) -> Lesson
         sidebar()
         st.title(lesson.title)
         st.caption(f"Lecture: *{lesson.slides}*")
+    lecture_hall()  # presenter rooms: publish this page to the hall, or follow a room's presenter
     return lesson

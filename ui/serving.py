@@ -15,6 +15,7 @@ from starlette.routing import Route
 from streamlit.logger import get_logger
 
 from cnnviz.links import LINKS
+from ui.room_routes import ROOMS, room_routes
 
 LOG = get_logger("cnnviz")
 
@@ -56,4 +57,5 @@ async def short_link(request: Request) -> Response:
 
 ROUTES: list[Route] = [
     Route("/s/{code}", short_link),
+    *room_routes(ROOMS),  # presenter rooms: /api/rooms/<code>, /r/<code>
 ]
