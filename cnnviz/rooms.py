@@ -34,7 +34,10 @@ from urllib.parse import unquote_plus
 # Letters only, without I and O: nothing to confuse with 1 or 0 when a code is read off a screen.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 5  # 24**5 ≈ 8 million codes
-IDLE_SECONDS = 60.0  # a room without a presenter's publish or heartbeat for this long is closed
+# A room without a presenter's publish or heartbeat for this long is closed. The presenter's page beats
+# every 15 s, but a browser throttles the timers of a tab hidden for minutes (the lecturer showing
+# slides) to about once a minute: 90 s leaves room for that.
+IDLE_SECONDS = 90.0
 LONG_POLL_SECONDS = 25.0  # a follower's wait for a change ends after this long (and it asks again)
 MAX_ROOMS = 200
 MAX_FOLLOWERS = 1000  # waiting at once in one room

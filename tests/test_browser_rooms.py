@@ -8,10 +8,9 @@ moves, with no reload.
 
 from __future__ import annotations
 
-import time
+import json
 
 import pytest
-
 from browser_helpers import VIEWPORT, assert_no_exception, click_text, wait_for_app, wait_for_rerun, wait_for_text
 
 FOLLOW_SECONDS = 1.0
@@ -191,6 +190,29 @@ def test_a_hall_follows_the_presenter(fresh_server, chromium_browser):
         assert 0 < seconds < FOLLOW_SECONDS, f"the student's page followed after {seconds:.2f} s"
         delays["page after the presenter's reload"] = seconds
         print("followed after (s):", {what: round(value, 3) for what, value in delays.items()})
+
+        # What a room holds is the presenter's input: a page whose room says to go elsewhere than a page
+        # of this app stays where it is (the server refuses such a location; this is the page's own check).
+        wary = chromium_browser.new_context(viewport={"width": 390, "height": 844})
+        answers = [{"path": "//evil.example/x", "query": ""}, {"path": "https://evil.example/", "query": ""},
+                   {"path": "javascript:alert(1)", "query": ""}, {"path": "/\\evil.example", "query": ""},
+                   {"path": "/Pooling", "query": "a=1#x"}, {"path": "/Pooling", "query": "", "step": None}]
+        served = []
+
+        def hostile_room(route):
+            if not answers:
+                return route.continue_()
+            served.append({"code": code, "version": 100 + len(served), **answers.pop(0)})
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(served[-1]))
+
+        try:
+            wary.route("**/api/rooms/**", hostile_room)
+            wary_page = wary.new_page()
+            wary_page.goto(f"{server.url}/Stacking_layers?room={code}")
+            wary_page.wait_for_url(lambda url: "/Pooling?" in url, timeout=15_000)  # the last, safe answer
+            assert len(served) == 6 and wary_page.url == f"{server.url}/Pooling?room={code}"
+        finally:
+            wary.close()
 
         # The presenter closes the room (the box is open while a room is): the student is told.
         click_text(presenter, "Close the room")

@@ -9,13 +9,14 @@ import threading
 import time
 
 import pytest
+from apptest_helpers import button, open_page
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from apptest_helpers import button, open_page
 from cnnviz.rooms import (
     CODE_ALPHABET,
     CODE_LENGTH,
+    IDLE_SECONDS,
     MAX_QUERY,
     BadLocation,
     Location,
@@ -204,7 +205,7 @@ def test_the_number_of_rooms_is_bounded_and_expired_rooms_free_their_places():
         store.open()
     with pytest.raises(TooManyRooms, match="All 3 rooms"):
         store.open()
-    clock.now += 61
+    clock.now += IDLE_SECONDS + 1
     assert store.open().code and len(store) == 1
 
 
@@ -377,4 +378,6 @@ def test_a_presenter_whose_room_expired_is_told_so():
     ROOMS.close(code, presenting["token"])  # as the expiry would
     at.run()
     assert "room.publisher" not in _components(at)
-    assert any(f"Room {code} has ended" in i.value for i in at.info)
+    assert any(f"Room {code} has ended" in w.value for w in at.warning)
+    at.run()
+    assert not any(f"Room {code} has ended" in w.value for w in at.warning)  # said once

@@ -29,7 +29,7 @@ from ui.state import APP_PARAMS
 
 PRESENTING = "room.presenting"  # {"code", "token"}: the room this session presents
 LEFT = "room.left"  # the code of the room this session stopped following (offered to rejoin)
-FLASH = "room.flash"  # a message for the next run (a room that ended under the presenter)
+FLASH = "room.flash"  # a room that ended under its presenter, said once at the top of the page
 HEARTBEAT_MS = 15_000  # well inside IDLE_SECONDS, so a missed beat or two does not close the room
 
 _HERE = Path(__file__).resolve().parent / "components"
@@ -45,10 +45,10 @@ _LINE_CSS = """
 _LINE_HTML = ('<div class="line" data-part="room-line"{hidden}><span class="dot"></span>'
               '<span class="text" data-part="room-text"></span></div>')
 _COMPONENTS = {
-    "cnnviz_room_presenter": dict(html=_LINE_HTML.format(hidden=" hidden"), css=_LINE_CSS,
-                                  js=(_HERE / "room_presenter.js").read_text()),
-    "cnnviz_room_follower": dict(html=_LINE_HTML.format(hidden=""), css=_LINE_CSS,
-                                 js=(_HERE / "room_follower.js").read_text()),
+    "cnnviz_room_presenter": {"html": _LINE_HTML.format(hidden=" hidden"), "css": _LINE_CSS,
+                              "js": (_HERE / "room_presenter.js").read_text()},
+    "cnnviz_room_follower": {"html": _LINE_HTML.format(hidden=""), "css": _LINE_CSS,
+                             "js": (_HERE / "room_follower.js").read_text()},
 }
 
 
@@ -74,8 +74,8 @@ def presented_room() -> str | None:
     """The code of the room this session presents, while it is open; else None."""
     presenting = st.session_state.get(PRESENTING)
     if presenting and ROOMS.get(presenting["code"]) is None:
-        st.session_state[FLASH] = (f"Room {presenting['code']} has ended: nothing came from this page for "
-                                   f"{IDLE_SECONDS:.0f} s.")
+        st.session_state[FLASH] = (f"Room {presenting['code']} has ended: the server heard nothing from your page "
+                                   f"for {IDLE_SECONDS:.0f} s, or it restarted. Open a new room to go on.")
         del st.session_state[PRESENTING]
         return None
     return presenting["code"] if presenting else None
@@ -93,8 +93,6 @@ def room_controls(key: str = "room") -> None:
     """Open a room, or show the open one (code, students' link) with Close. `key` prefixes the buttons'
     keys, so the sidebar and the presenter view can each draw these controls in the same run."""
     code = presented_room()
-    if FLASH in st.session_state:
-        st.info(st.session_state.pop(FLASH), icon=":material/podium:")
     if code is None:
         st.caption("Open a room and the hall follows your screen: students open its link on their phones "
                    "and see your page, example and step as you move.")
@@ -179,14 +177,17 @@ def _rejoin_banner(code: str) -> None:
 
 
 def lecture_hall() -> None:
-    """Everything a page needs for rooms (every page calls it once, before its title)."""
+    """Everything a page needs for rooms (every page calls it once, under its title)."""
     code = presented_room()
+    if FLASH in st.session_state:
+        st.warning(st.session_state.pop(FLASH), icon=":material/podium:")
     if code is not None:
         _publisher(code, st.session_state[PRESENTING]["token"])
     else:
         with st.sidebar:
             # Hidden and silent unless this tab presented a room before its session began.
-            _mount("cnnviz_room_presenter", key="room.resume", data={"mode": "resume"}, on_resume_change=_resume_room)
+            _mount("cnnviz_room_presenter", key="room.resume", data={"mode": "resume"},
+                   on_resume_change=_resume_room)
     followed = followed_room()
     if followed is not None:
         if ROOMS.get(followed) is None:

@@ -55,7 +55,8 @@ function follow(follower, room) {
   if (link === null) return; // nothing published yet, or nothing this follower would open
   const step = validStep(room.step);
   const ignored = new Set([...follower.appParams, ...(step ? [step.param] : [])]);
-  if (room.path === window.location.pathname && canonical(room.query, ignored) === canonical(window.location.search, ignored)) {
+  const here = canonical(window.location.search, ignored);
+  if (room.path === window.location.pathname && canonical(room.query, ignored) === here) {
     if (step) window.dispatchEvent(new CustomEvent("cnnviz:goto", { detail: { key: step.key, step: step.step } }));
     return;
   }

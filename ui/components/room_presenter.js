@@ -3,7 +3,7 @@
 // - "present" {code, token, link, heartbeat_ms, app_params}: post where this page is to
 //   /api/rooms/CODE — on load, whenever the URL changes (Streamlit writes it on a page switch or a
 //   new setting; steppers write their step), on every `cnnviz:stepped` event, and every heartbeat_ms
-//   (the room closes after a minute without one). No script rerun for any of it. The line shows the
+//   (the room closes after cnnviz.rooms.IDLE_SECONDS without one). No script rerun for any of it. The line shows the
 //   room's code and the students' link. {code, token} is kept in this tab's sessionStorage.
 // - "resume": a new session in a tab that presented a room (a reload, a slide's link opened in the
 //   same tab): if sessionStorage names a room that is still open, hand it to Python (one rerun).
@@ -147,7 +147,10 @@ function start(data) {
     pub.lastStep = { key, param, step };
     publish(pub);
   };
+  // Back from another window (the slides): say at once that the page is there, timers may have slept.
+  pub.onVisible = () => document.visibilityState === "visible" && publish(pub, true);
   window.addEventListener("cnnviz:stepped", pub.onStepped);
+  document.addEventListener("visibilitychange", pub.onVisible);
   pub.urlTimer = window.setInterval(() => publish(pub), URL_CHECK_MS);
   pub.beatTimer = window.setInterval(() => publish(pub, true), data.heartbeat_ms);
   save(pub.code, pub.token);
@@ -159,6 +162,7 @@ function stop(pub) {
   if (!pub || pub.stopped) return;
   pub.stopped = true;
   window.removeEventListener("cnnviz:stepped", pub.onStepped);
+  document.removeEventListener("visibilitychange", pub.onVisible);
   window.clearInterval(pub.urlTimer);
   window.clearInterval(pub.beatTimer);
   if (registry.active === pub) registry.active = null;
