@@ -1,7 +1,7 @@
 """Presenter rooms in the pages: a lecturer opens a room, the hall follows the screen.
 
 - `room_controls()`: open a room (its code and the students' link /r/CODE), close it. Drawn in the
-  sidebar's "Lecture hall" box, and by the presenter view next to its QR code.
+  sidebar's "Lecture hall" box, and by the presenter view (ui.presenter) in its Share dialog.
 - `lecture_hall()`: called once by every page (ui.lessons.page_setup, home.py). It mounts
   * for the presenter: a publisher (components v2) that posts the page's location to the room on load,
     on every change of the URL, on every `cnnviz:stepped` event, and every HEARTBEAT_MS, with no script
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from cnnviz.rooms import IDLE_SECONDS, TooManyRooms, UnknownRoom, WrongToken, normalize_code
+from ui.presenter import presenting as presenter_view
 from ui.room_routes import ROOMS
 from ui.state import APP_PARAMS
 
@@ -197,6 +198,6 @@ def lecture_hall() -> None:
             _follow_banner(followed)
     elif st.session_state.get(LEFT) and ROOMS.get(st.session_state[LEFT]) is not None:
         _rejoin_banner(st.session_state[LEFT])
-    if followed is None:
+    if followed is None and not presenter_view():  # the presenter view has them in its Share dialog
         with st.sidebar.expander("Lecture hall", icon=":material/podium:", expanded=code is not None):
             room_controls(key="room.sidebar")
