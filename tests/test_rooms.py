@@ -366,6 +366,15 @@ def test_a_student_follows_leaves_and_rejoins_without_ever_getting_the_token():
     at.run()
     assert "room.follower" not in _components(at)
     assert any(f"Room {room.code} is not open" in i.value for i in at.info)
+    button(at, "Dismiss").click().run()
+    assert "room" not in at.query_params and not at.info
+
+
+def test_a_link_with_a_malformed_room_code_says_so():
+    at = open_page("pages/2_Pooling.py", room="K7P2")
+    warning = "The link's value room='K7P2' was ignored: a room's code is five letters, like KXPRT."
+    assert [w.value for w in at.warning] == [warning]
+    assert "room.follower" not in _components(at)
 
 
 def test_a_presenter_whose_room_expired_is_told_so():

@@ -170,6 +170,13 @@ def _follow_banner(code: str) -> None:
                   help="Explore on your own; you can rejoin")
 
 
+def _not_open_banner(code: str) -> None:
+    with st.container(horizontal=True, vertical_alignment="center", key="room.closed_banner"):
+        st.info(f"Room {code} is not open: the presenter has closed it, or the code in the link is mistyped.",
+                icon=":material/podium:")
+        st.button("Dismiss", key="room.dismiss", on_click=st.query_params.pop, args=("room", None))
+
+
 def _rejoin_banner(code: str) -> None:
     with st.container(horizontal=True, vertical_alignment="center", key="room.rejoin_banner"):
         st.caption(f"You left room {code}.")
@@ -190,10 +197,12 @@ def lecture_hall() -> None:
             _mount("cnnviz_room_presenter", key="room.resume", data={"mode": "resume"},
                    on_resume_change=_resume_room)
     followed = followed_room()
+    if "room" in st.query_params and normalize_code(st.query_params["room"]) is None:
+        st.warning(f"The link's value room={st.query_params['room'][:20]!r} was ignored: a room's code is five "
+                   "letters, like KXPRT.", icon="🔗")
     if followed is not None:
         if ROOMS.get(followed) is None:
-            st.info(f"Room {followed} is not open: the presenter has closed it, or the code in the link "
-                    "is mistyped.", icon=":material/podium:")
+            _not_open_banner(followed)
         else:
             _follow_banner(followed)
     elif st.session_state.get(LEFT) and ROOMS.get(st.session_state[LEFT]) is not None:
