@@ -30,8 +30,13 @@ once), so every run here shares one; and AppTest reruns the whole page even for 
 an `st.fragment` (no fragment id in its rerun request), whereas a browser asks for the fragment
 alone: the "fragment" rows inject the fragment's id into the rerun request, as the browser does.
 
-Caches. The page keeps what does not change between reruns (the layer, the activation map of
-the photo). Most scenarios revisit states (steps of one layer; stride 1 <-> 2), as a class
+Stepping. The stepper steps in the browser (ui.client_stepper): a click on Next costs no rerun.
+Python hears the step once per burst of steps (the component's state, 400 ms after the last
+move, inside the stepper's fragment): the "next" scenarios time that rerun, with the browser's
+message built by hand (the component's state: the next step and Python's last command id).
+
+Caches. The page keeps what does not change between reruns (the layer, its steps, the activation
+map of the photo). Most scenarios revisit states (steps of one layer; stride 1 <-> 2), as a class
 stepping through the lecture's example does. The "new bias" scenario types a bias never used
 before on every rerun, so nothing about the new layer or its photo map is cached: what the
 first visit to a setting costs.
@@ -48,6 +53,7 @@ import cProfile
 import dataclasses
 import gc
 import io
+import json
 import math
 import os
 import pstats
@@ -64,7 +70,7 @@ GOAL_P90_MS = 20.0
 
 os.chdir(ROOT)  # .streamlit/config.toml is read from the working directory, as with `streamlit run`
 
-from streamlit.proto.WidgetStates_pb2 import WidgetStates  # noqa: E402
+from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates  # noqa: E402
 from streamlit.runtime.runtime_util import serialize_forward_msg  # noqa: E402
 from streamlit.runtime.scriptrunner import ScriptRunnerEvent  # noqa: E402
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache  # noqa: E402
@@ -186,16 +192,25 @@ def open_page(**query) -> AppTest:
     return at
 
 
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
+def stepping(at: AppTest) -> Callable[[], WidgetStates]:
+    """What the browser sends once a student has stepped (one message per burst of steps): every
+    widget's state, the stepper's with the next step (after the last output: the first).
 
+    After a fragment rerun AppTest's tree holds the fragment's elements only, and sending only their
+    states would drop every other widget's value (conv.s, ...) from the session. A browser sends the
+    state of every widget on the page: so do we, from the first, full tree."""
+    full_tree = at._tree
 
-def stepping(at: AppTest) -> Callable[[], None]:
-    """Click Next; at the last output click Start (also a fragment button) and go on."""
-    def click() -> None:
-        nxt = button(at, "Next")
-        (button(at, "Start") if nxt.disabled else nxt).click()
-    return click
+    def send() -> WidgetStates:
+        stepper = next(e for e in at.get("bidi_component") if e.key == "conv.stepper")
+        data = json.loads(stepper.proto.json)
+        step = (at.session_state["conv.step"] + 1) % data["count"]
+        states = {w.id: w for w in full_tree.get_widget_states().widgets}
+        states.update((w.id, w) for w in at._tree.get_widget_states().widgets)
+        states[stepper.proto.id] = WidgetState(id=stepper.proto.id,
+                                               json_value=json.dumps({"step": step, "goto": data["goto"]["id"]}))
+        return WidgetStates(widgets=list(states.values()))
+    return send
 
 
 def fragment_id_of_stepper(at: AppTest) -> str:
@@ -212,20 +227,9 @@ def scenario_next_full(**query):
 
 
 def scenario_next_fragment(**query):
-    """After a fragment rerun AppTest's tree holds the fragment's elements only, and sending
-    only their states would drop every other widget's value (conv.s, ...) from the session.
-    A browser sends the state of every widget on the page: so do we, from the last full tree."""
     TimedRunner.seen_fragment_ids = set()
     at = open_page(**query)
-    full_tree = at._tree
-    click = stepping(at)
-
-    def click_with_all_states() -> WidgetStates:
-        click()
-        states = {w.id: w for w in full_tree.get_widget_states().widgets}
-        states.update((w.id, w) for w in at._tree.get_widget_states().widgets)
-        return WidgetStates(widgets=list(states.values()))
-    return at, click_with_all_states, fragment_id_of_stepper(at)
+    return at, stepping(at), fragment_id_of_stepper(at)
 
 
 def scenario_stride():
@@ -257,13 +261,13 @@ def reference_app(tmp: Path):
 
 
 SCENARIOS: dict[str, tuple[str, Callable]] = {
-    "next": ("Next click, AppTest (full page)", scenario_next_full),
-    "next-fragment": ("Next click, fragment only (as a browser)", scenario_next_fragment),
+    "next": ("step told to Python, AppTest (full page)", scenario_next_full),
+    "next-fragment": ("step told to Python, fragment only (as a browser)", scenario_next_fragment),
     "stride": ("stride 1<->2 (conv.s), full page", scenario_stride),
     "new-bias": ("new bias typed (nothing cached), full page", scenario_new_bias),
-    "two-channels": ("?ex=two-channels, Next, AppTest (full)",
+    "two-channels": ("?ex=two-channels, step told, AppTest (full)",
                      lambda: scenario_next_full(ex="two-channels")),
-    "two-channels-fragment": ("?ex=two-channels, Next, fragment only",
+    "two-channels-fragment": ("?ex=two-channels, step told, fragment only",
                               lambda: scenario_next_fragment(ex="two-channels")),
 }
 

@@ -14,8 +14,8 @@ import torch
 
 from . import notation, pictures
 from .pictures import DIVERGING
+
 HIGHLIGHT = "#f59e0b"  # amber: the filter window, visible on red and blue alike
-WINNER = "#111827"  # the cell max pooling keeps: a dark ring inside the amber window, seen at a glance
 PADDING_FILL = "rgba(120,120,120,0.28)"
 EMPTY_CELL = "#eef0f3"
 CELL_PX = 46
@@ -49,7 +49,7 @@ def grid_spec(grid: torch.Tensor, title: str = "", *,
               padding: tuple[int, int, int, int] = (0, 0, 0, 0),
               value_range: tuple[float, float] | None = None,
               cell_px: int = CELL_PX, show_values: bool = True,
-              marked: tuple[int, int] | None = None, winner: tuple[int, int] | None = None) -> dict:
+              marked: tuple[int, int] | None = None) -> dict:
     """A 2-D grid with its values as a plain plotly dict {"data": [...], "layout": {...}}.
 
     The same figure as grid_figure, as plotly.js's own JSON: a page that redraws grids on
@@ -59,8 +59,7 @@ def grid_spec(grid: torch.Tensor, title: str = "", *,
 
     highlight: the rows and columns of the cells a filter window touches (a dilated
     window touches every d-th cell). padding: (top, bottom, left, right) border cells
-    to grey out as zeros that padding added. winner: the cell max pooling keeps, ringed in
-    dark inside the window. marked: one cell outlined (the output
+    to grey out as zeros that padding added. marked: one cell outlined (the output
     being computed).
     """
     grid = grid.detach().to(torch.float64).cpu()
@@ -96,10 +95,6 @@ def grid_spec(grid: torch.Tensor, title: str = "", *,
         for r0, r1, c0, c1 in boxes:
             shapes.append({"type": "rect", "x0": c0 - 0.5, "x1": c1 + 0.5, "y0": r0 - 0.5, "y1": r1 + 0.5,
                            "line": {"color": HIGHLIGHT, "width": 4}})
-    if winner is not None:
-        r, c = winner
-        shapes.append({"type": "rect", "x0": c - 0.36, "x1": c + 0.36, "y0": r - 0.36, "y1": r + 0.36,
-                       "line": {"color": WINNER, "width": 3}})
     if marked is not None:
         r, c = marked
         shapes.append({"type": "rect", "x0": c - 0.5, "x1": c + 0.5, "y0": r - 0.5, "y1": r + 0.5,
@@ -212,24 +207,3 @@ def feature_map_spec(fmap: torch.Tensor, title: str = "", width_px: int = 360,
 def lab_cell_px(rows: int, cols: int) -> int:
     """Cell size for a lab's grid: large for small grids, never below readable."""
     return max(26, min(46, 300 // max(rows, cols)))
-
-
-def conv_step_spec(layer, index: int) -> dict:
-    """One step of a convolution lab (cnnviz.conv.Convolution) as ONE chart: the padded input
-    channels with the window on them, the filter's slices and its bias, and the output channels
-    filled up to this step with the current cell marked."""
-    step = layer.step(index)
-    p = layer.geometry.padding
-    d, filters = layer.x.shape[0], layer.weight.shape[0]
-    pad_rows, pad_cols = layer.padded.shape[1:]
-    padded = any((p.top, p.bottom, p.left, p.right))
-    inputs = [grid_spec(layer.padded[c], f"Input channel {c + 1}" + (" (padded)" if padded else ""),
-                        highlight=(step.rows, step.cols), padding=(p.top, p.bottom, p.left, p.right),
-                        cell_px=lab_cell_px(pad_rows, pad_cols)) for c in range(d)]
-    slices = [grid_spec(step.weights[c], f"Filter {step.filter + 1} · slice {c + 1}", cell_px=40) for c in range(d)]
-    filled = layer.filled(step.index)
-    bound = float(layer.output.abs().max()) or 1.0
-    outputs = [grid_spec(filled[f], f"Output channel {f + 1}", value_range=(-bound, bound),
-                         marked=(step.row, step.col) if f == step.filter else None,
-                         cell_px=lab_cell_px(*layer.out_shape[1:])) for f in range(filters)]
-    return grids_side_by_side([inputs, slices, outputs], [None, f"bias b = <b>{notation.number(step.bias)}</b>", None])

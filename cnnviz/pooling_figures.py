@@ -1,5 +1,5 @@
 """Figures of the pooling lesson, each ONE chart (a plain plotly dict, see cnnviz.figures):
-a pooling step, the three ways to halve a map side by side, and flattening versus global
+the three ways to halve a map side by side, and flattening versus global
 average pooling. Pure functions of the engine's results."""
 
 from __future__ import annotations
@@ -16,29 +16,6 @@ from .pooling import Pooling, flatten, global_average_pool
 def _range(*tensors: torch.Tensor) -> tuple[float, float]:
     bound = symmetric_bound(torch.cat([t.flatten() for t in tensors]).numpy())
     return -bound, bound
-
-
-def pool_step_spec(layer: Pooling, index: int) -> dict:
-    """Every input channel with the window on the channel being pooled (and, for max pooling, the
-    winning value ringed), and every output channel filled up to this step."""
-    step = layer.step(index)
-    d, m, l = layer.x.shape
-    px = lab_cell_px(m, l)
-    value_range = _range(layer.x)
-    filled = layer.filled(step.index)
-    inputs, outputs = [], []
-    for c in range(d):
-        current = c == step.channel
-        inputs.append(grid_spec(layer.x[c], f"Input channel {c + 1}", value_range=value_range, cell_px=px,
-                                highlight=(step.rows, step.cols) if current else None,
-                                winner=step.argmax if current and layer.kind == "max" else None))
-        outputs.append(grid_spec(filled[c], f"Output channel {c + 1}", value_range=value_range, cell_px=px,
-                                 marked=(step.row, step.col) if current else None))
-    k, s = layer.geometry.kernel, layer.geometry.stride
-    arrow = f"{layer.kind} {notation.kernel(k)}, stride {s} →"
-    spacer = [{"data": [], "layout": {"width": 150, "height": 40, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-                                      "xaxis": {"visible": False}, "yaxis": {"visible": False}}}]
-    return grids_side_by_side([inputs, spacer, outputs], [None, arrow, None])
 
 
 def halving_spec(channel: torch.Tensor, weights: torch.Tensor) -> tuple[dict, Pooling, Pooling, Convolution]:

@@ -3,19 +3,16 @@
 import streamlit as st
 
 from cnnviz import notation
-from cnnviz.conv import Convolution, ConvError, Geometry, output_size_formula
-from cnnviz.figures import conv_step_spec
+from cnnviz.conv import ConvError, Geometry, output_size_formula
+from ui.client_stepper import client_stepper
 from ui.convlab import STATE, ConvLab
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
-from ui.show import arithmetic, boxes, chart
+from ui.presenter import presenting
+from ui.show import boxes, chart
 from ui.state import UrlState
-from ui.stepper import play_interval, play_toggle, step_controls
 
 page_setup("1_Convolution.py")
-# True while the whole page runs (each run has its own module globals): the stepper fragment then
-# leaves the URL to the page's own state.sync() at the end, and syncs it only when it reruns alone.
-WHOLE_PAGE_RUN = True
 
 PHOTO_INTRO = ("---\n### The same filter on a real photo\n\n"
                "A convolution layer applies its filters to every position of a photo at once. "
@@ -50,26 +47,8 @@ if isinstance(layer, ConvError):
     except ConvError:
         pass
 
-
-@st.fragment(run_every=play_interval("conv"))
-def stepper(layer: Convolution) -> None:
-    step = layer.step(step_controls(state, "conv", layer.n_steps))
-
-    chart(conv_step_spec(layer, step.index), key="conv.fig.step")
-
-    d, k = layer.x.shape[0], layer.geometry.kernel
-    where = f"output channel {step.filter + 1}, row {step.row + 1}, column {step.col + 1}"
-    lines = [(f"channel {c + 1}" if d > 1 else "products", step.channel_arithmetic(c)) for c in range(d)]
-    arithmetic([*lines, ("total", step.total_arithmetic())],
-               intro=f"**Computing {where}:** the filter's {k}·{k}·{d} = {k * k * d} weights times the input "
-                     "values under them, summed, plus the bias.")
-    if not WHOLE_PAGE_RUN:
-        state.sync()
-
-
 if layer is not None:
-    play_toggle("conv")
-    stepper(layer)
+    client_stepper(state, "step", layer, key="conv.stepper", present=presenting())
 
     geometry, counts = layer.geometry, layer.counts
     boxes(
@@ -109,4 +88,3 @@ elif photo is not None:
         chart(view.map_spec, where=right)
 
 state.sync()
-WHOLE_PAGE_RUN = False  # what a later rerun of the fragment alone sees

@@ -8,14 +8,14 @@ from cnnviz.charts import head_params_figure
 from cnnviz.conv import Convolution, ConvError, output_size_formula
 from cnnviz.edits import fit_input_channels
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
-from cnnviz.figures import conv_step_spec
 from cnnviz.pooling import HeadCounts, Pooling, gap_formula, pool_output_size_formula, unseen_count
-from cnnviz.pooling_figures import flatten_gap_spec, halving_spec, pool_step_spec
+from cnnviz.pooling_figures import flatten_gap_spec, halving_spec
+from ui.client_stepper import client_stepper
 from ui.grid_editor import GridEditor, channels_parser, random_size_inputs
 from ui.lessons import page_setup
-from ui.show import arithmetic, chart
+from ui.presenter import presenting
+from ui.show import chart
 from ui.state import Param, UrlState, int_in, one_of
-from ui.stepper import play_interval, play_toggle, step_controls
 
 MAX_KERNEL, MAX_STRIDE, MAX_CHANNELS = 6, 6, 3
 MAX_UNITS = 100_000
@@ -30,6 +30,7 @@ STRIDED = CONV_EXAMPLES["strided"]
 STACKING_PARAMS = ("net", "inp", "rfl", "rfr", "rfc")  # the network builder moved to its own page
 
 page_setup("2_Pooling.py")
+PRESENTING = presenting()  # the steppers' grids fill the screen
 if any(name in st.query_params for name in STACKING_PARAMS):
     # An old link to the builder that used to live here opens the stacking page with its stack.
     st.switch_page("pages/3_Stacking_layers.py",
@@ -85,8 +86,8 @@ def fill_weight_inputs() -> None:
 
 # ---- callbacks ----
 
-def go_to(step: int, param: str = "step") -> None:
-    state[param] = step
+def go_to(step: int) -> None:
+    state["step"] = step
 
 
 def on_edit() -> None:
@@ -174,28 +175,8 @@ try:
 except ConvError as error:
     layer = None
     st.error(f"**This pooling layer gives no output.** {error}", icon=":material/block:")
-
-
-@st.fragment(run_every=play_interval("pool"))
-def pool_stepper(layer: Pooling) -> None:
-    step = layer.step(step_controls(state, "pool", layer.n_steps))
-    chart(pool_step_spec(layer, step.index), key="pool.fig.step")
-    rows = f"{step.rows[0] + 1}–{step.rows[-1] + 1}" if k > 1 else f"{step.rows[0] + 1}"
-    cols = f"{step.cols[0] + 1}–{step.cols[-1] + 1}" if k > 1 else f"{step.cols[0] + 1}"
-    arithmetic([("max" if kind == "max" else "mean", step.explanation())],
-               intro=f"**Computing output channel {step.channel + 1}, row {step.row + 1}, column {step.col + 1}** "
-                     f"from the {notation.kernel(k)} crop of input channel {step.channel + 1} (rows {rows}, "
-                     f"columns {cols}):")
-    if kind == "max":
-        winner_row, winner_col = step.argmax
-        st.caption(f"The winner is input row {winner_row + 1}, column {winner_col + 1} (ringed in black inside "
-                   "the orange window). Mean pooling would use every value in the window.")
-    state.sync()
-
-
 if layer is not None:
-    play_toggle("pool")
-    pool_stepper(layer)
+    client_stepper(state, "step", layer, key="pool.stepper", present=PRESENTING)
 
     d, m, l = x.shape
     left, right = st.columns(2)
@@ -225,23 +206,10 @@ st.markdown(
     "Unlike pooling, its weights are learned."
 )
 strided = Convolution.make(STRIDED.x, STRIDED.weight, STRIDED.bias, padding=STRIDED.padding, stride=STRIDED.stride)
-
-
-@st.fragment(run_every=play_interval("strided"))
-def strided_stepper(layer: Convolution) -> None:
-    step = layer.step(step_controls(state, "strided", layer.n_steps, param="sstep"))
-    chart(conv_step_spec(layer, step.index), key="pool.fig.strided")
-    arithmetic([("products", step.channel_arithmetic(0)), ("total", step.total_arithmetic())],
-               intro=f"**Computing row {step.row + 1}, column {step.col + 1}:** weights times the input values "
-                     "under them, plus the bias.")
-    geometry = layer.geometry
-    st.caption(f"Output size: {output_size_formula(layer.x.shape[1], geometry.kernel, geometry.padding, geometry.stride, 1)} "
-               f"(the convolution formula with p = 0, dilation 1).")
-    state.sync()
-
-
-play_toggle("strided")
-strided_stepper(strided)
+client_stepper(state, "sstep", strided, key="pool.strided", present=PRESENTING)
+geometry = strided.geometry
+st.caption(f"Output size: {output_size_formula(strided.x.shape[1], geometry.kernel, geometry.padding, geometry.stride, 1)} "
+           f"(the convolution formula with p = 0, dilation 1).")
 
 # =====================================================================================
 st.header("Three ways to halve the resolution", divider="gray")

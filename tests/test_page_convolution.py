@@ -1,11 +1,16 @@
-"""The convolution page, driven through Streamlit's AppTest: it renders, reacts and keeps its state in the URL."""
+"""The convolution page, driven through Streamlit's AppTest: it renders, reacts and keeps its state in the URL.
+
+The stepper runs in the browser (ui.client_stepper): AppTest sees its data, and plays the browser's
+part by sending the component's state (`browser_steps_to`)."""
+
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import button, open_page
+from apptest_helpers import open_page
 from cnnviz.examples import LECTURE_BIAS, LECTURE_FILTER, LECTURE_INPUT
 from cnnviz.notation import number
 
@@ -16,8 +21,43 @@ def run_page(**query) -> AppTest:
     return open_page(PAGE, **query)
 
 
+STEPPER = "conv.stepper"
+
+
 def text_of(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
+
+
+def stepper(at: AppTest, key: str = STEPPER):
+    return next(element for element in at.get("bidi_component") if element.key == key)
+
+
+def stepper_data(at: AppTest, key: str = STEPPER) -> dict:
+    return json.loads(stepper(at, key).proto.json)
+
+
+def shown(at: AppTest, step: int | None = None, key: str = STEPPER) -> str:
+    """What the stepper shows at `step` (default: the step Python tells it to open at): its caption and
+    arithmetic, from its data, joined the way the component joins them."""
+    data = stepper_data(at, key)
+    step = data["goto"]["step"] if step is None else step
+    positions = len(data["windows"])
+    caption = f"{data['channel_captions'][step // positions]}, {data['position_captions'][step % positions]}"
+    lines = [" + ".join(data["terms"][i] for i in ids) + f" = {total}"
+             for ids, total in zip(data["products"][step], data["sums"][step])]
+    return "\n".join([f"Computing {caption}:", *lines, data["totals"][step]])
+
+
+def browser_steps_to(at: AppTest, step: int, key: str = STEPPER, goto: int | None = None) -> AppTest:
+    """What the browser does 400 ms after the student stepped: send the component's state (the step,
+    and the id of Python's last command it has applied, `goto`: by default the current one)."""
+    widgets = at._tree.get_widget_states()
+    state = widgets.widgets.add()
+    state.id = stepper(at, key).proto.id
+    state.json_value = json.dumps({"step": step, "goto": stepper_data(at, key)["goto"]["id"] if goto is None else goto})
+    at._run(widgets)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def lecture_output() -> torch.Tensor:
@@ -27,9 +67,10 @@ def lecture_output() -> torch.Tensor:
 
 def test_opens_on_the_lecture_example_with_first_value_two():
     at = run_page()
+    assert "output channel 1, row 1, column 1" in shown(at)
+    assert "1 + 1 (bias) = 2" in shown(at)
+    assert stepper_data(at)["count"] == 16 and stepper_data(at)["param"] == "step"
     text = text_of(at)
-    assert "output channel 1, row 1, column 1" in text
-    assert "1 + 1 (bias) = 2" in text
     assert "d′·(k·k·d + 1) = 1·(3·3·1 + 1) = **10**" in text
     assert "4·4·1·(3·3·1 + 1) = **160**" in text
     # the output size formula with the lecture's numbers, for both axes: padding 1 keeps 4×4
@@ -37,14 +78,15 @@ def test_opens_on_the_lecture_example_with_first_value_two():
     assert "Input 4×4×1 → output **4×4×1**" in text
 
 
-def test_next_steps_to_the_second_output_and_the_url_follows():
+def test_the_browsers_step_reaches_python_and_the_url():
     at = run_page()
-    button(at, "Next").click().run()
-    assert not at.exception
-    assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
+    browser_steps_to(at, 1)
+    assert at.query_params["step"] == ["1"]
+    assert at.session_state["conv.step"] == 1
     expected = lecture_output()[0, 1]
-    assert f"(bias) = {number(expected)}" in text_of(at)
-    assert "row 1, column 2" in text_of(at)
+    assert f"(bias) = {number(expected)}" in shown(at, 1)
+    assert "row 1, column 2" in shown(at, 1)
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 0}  # no command back: the browser is there already
 
 
 def test_link_opens_the_exact_state():
@@ -52,14 +94,30 @@ def test_link_opens_the_exact_state():
     out = F.conv2d(LECTURE_INPUT[None, None], LECTURE_FILTER[None, None],
                    torch.tensor([LECTURE_BIAS], dtype=torch.float64))[0, 0]
     # Without padding the output is 2x2: there are only 4 steps, so step 5 is clamped to the last.
-    assert f"(bias) = {number(out[1, 1])}" in text_of(at)
-    assert "row 2, column 2" in text_of(at)
+    assert stepper_data(at)["goto"]["step"] == 3
+    assert f"(bias) = {number(out[1, 1])}" in shown(at)
+    assert "row 2, column 2" in shown(at)
+
+
+def test_a_changed_setting_starts_the_stepper_again():
+    at = run_page(step="5")
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 5}
+    browser_steps_to(at, 7)
+    at.number_input(key="conv.s").set_value(2).run()
+    # Python tells the browser, with a new command id, to go to step 0 of the new layer.
+    assert stepper_data(at)["goto"] == {"id": 2, "step": 0} and stepper_data(at)["count"] == 4
+    assert "step" not in at.query_params
+    # A step the browser sent before it saw that command is not taken.
+    browser_steps_to(at, 3, goto=1)
+    assert at.session_state["conv.step"] == 0 and "step" not in at.query_params
+    browser_steps_to(at, 3)
+    assert at.session_state["conv.step"] == 3 and at.query_params["step"] == ["3"]
 
 
 def test_bad_link_value_is_explained_and_ignored():
     at = run_page(s="nine")
     assert any("s='nine'" in w.value for w in at.warning)
-    assert "1 + 1 (bias) = 2" in text_of(at)
+    assert "1 + 1 (bias) = 2" in shown(at)
 
 
 def test_impossible_layer_is_explained_not_crashed():
@@ -74,7 +132,7 @@ def test_editing_a_grid_with_a_typo_shows_a_message_and_keeps_the_text():
     box.set_value("1 2 1 1\n2 x 0 1\n0 2 1 1\n1 0 -2 2").run()
     assert any("'x' in row 2, column 2" in e.value for e in at.error)
     assert next(t for t in at.text_area if t.label == "Input channel 1").value.startswith("1 2 1 1\n2 x")
-    assert "1 + 1 (bias) = 2" in text_of(at)  # the last good input is still in use
+    assert "1 + 1 (bias) = 2" in shown(at)  # the last good input is still in use
 
 
 def test_editing_the_input_recomputes_against_torch():
@@ -84,7 +142,7 @@ def test_editing_the_input_recomputes_against_torch():
     assert not at.error
     x = torch.ones(1, 1, 3, 3, dtype=torch.float64)
     out = F.conv2d(x, LECTURE_FILTER[None, None], torch.tensor([1.0], dtype=torch.float64), padding=1)
-    assert f"(bias) = {number(out[0, 0, 0, 0])}" in text_of(at)
+    assert f"(bias) = {number(out[0, 0, 0, 0])}" in shown(at)
     assert at.query_params["x"]  # the edit is in the link
 
 
@@ -102,7 +160,7 @@ def test_kernel_size_and_filters_update_the_counts():
 @pytest.mark.parametrize("example", ["two-channels", "two-filters", "strided", "no-padding"])
 def test_every_example_renders(example):
     at = run_page(ex=example)
-    assert "(bias) =" in text_of(at)
+    assert "(bias) =" in shown(at)
 
 
 def test_the_examples_note_only_describes_its_own_settings():
@@ -131,7 +189,7 @@ def test_an_edge_preset_comes_with_bias_zero():
 def test_a_link_beyond_the_controls_limits_says_so(query, says):
     at = run_page(**query)
     assert any(says in w.value for w in at.warning), [w.value for w in at.warning]
-    assert "1 + 1 (bias) = 2" in text_of(at)  # the lecture's example instead
+    assert "1 + 1 (bias) = 2" in shown(at)  # the lecture's example instead
 
 
 def test_bad_link_values_say_what_the_parameter_expects():

@@ -1,4 +1,7 @@
-"""The pooling page through Streamlit's AppTest: the lecture's numbers, its controls, its URL state."""
+"""The pooling page through Streamlit's AppTest: the lecture's numbers, its controls, its URL state.
+
+Its two steppers run in the browser (ui.client_stepper): AppTest reads their data and plays the
+browser's part by sending the component's state (`browser_steps_to`)."""
 
 import json
 
@@ -6,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import button, open_page
+from apptest_helpers import open_page
 from cnnviz.examples import LECTURE_POOLING_INPUT
-from cnnviz.network import STACK_PRESETS, analyse, build_model, parse_stack, totals
 
 PAGE = "pages/2_Pooling.py"
 
@@ -17,18 +19,44 @@ def run_page(**query) -> AppTest:
     return open_page(PAGE, **query)
 
 
+POOL, STRIDED = "pool.stepper", "pool.strided"
+
+
 def text_of(at: AppTest) -> str:
-    progress = [p.proto.text for p in at.get("progress")]
-    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + progress)
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
 
 
-def figures(at: AppTest) -> dict[str, dict]:
-    """Plotly figures by widget key suffix (the charts' keys end in their names)."""
-    found = {}
-    for element in at.get("plotly_chart"):
-        spec = json.loads(element.proto.spec)
-        found[element.proto.id.rsplit("-", 1)[-1] if element.proto.id else str(len(found))] = spec
-    return found
+def stepper(at: AppTest, key: str):
+    return next(element for element in at.get("bidi_component") if element.key == key)
+
+
+def stepper_data(at: AppTest, key: str = POOL) -> dict:
+    return json.loads(stepper(at, key).proto.json)
+
+
+def shown(at: AppTest, step: int | None = None, key: str = POOL) -> str:
+    """The caption and arithmetic the stepper shows at `step` (default: where Python opens it), from its data."""
+    data = stepper_data(at, key)
+    step = data["goto"]["step"] if step is None else step
+    positions = len(data["windows"])
+    caption = f"{data['channel_captions'][step // positions]}, {data['position_captions'][step % positions]}"
+    if data["kind"] == "conv":
+        lines = [" + ".join(data["terms"][i] for i in ids) + f" = {total}"
+                 for ids, total in zip(data["products"][step], data["sums"][step])]
+        return "\n".join([f"Computing {caption}:", *lines, data["totals"][step]])
+    notes = [data["notes"][step]] if data["notes"] else []
+    return "\n".join([f"Computing {caption} {data['crops'][step]}", data["maths"][step], *notes])
+
+
+def browser_steps_to(at: AppTest, step: int, key: str = POOL) -> AppTest:
+    """What the browser sends 400 ms after the student stepped: the step and Python's last command id."""
+    widgets = at._tree.get_widget_states()
+    state = widgets.widgets.add()
+    state.id = stepper(at, key).proto.id
+    state.json_value = json.dumps({"step": step, "goto": stepper_data(at, key)["goto"]["id"]})
+    at._run(widgets)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def chart_values(at: AppTest) -> list[list[list[float]]]:
@@ -44,29 +72,38 @@ def chart_values(at: AppTest) -> list[list[list[float]]]:
 
 def test_opens_on_the_lectures_max_pooling_and_steps_to_the_end():
     at = run_page()
-    assert "max(1, 2, 2, −1) = 2" in text_of(at)
-    assert "Output 1 of 4" in text_of(at)
-    button(at, "End").click().run()
-    assert not at.exception
-    assert "max(−1, −1, −2, −5) = −1" in text_of(at)
+    assert "max(1, 2, 2, −1) = 2" in shown(at)
+    assert stepper_data(at)["count"] == 4 and stepper_data(at)["goto"]["step"] == 0
+    browser_steps_to(at, 3)  # the student pressed End
+    assert "max(−1, −1, −2, −5) = −1" in shown(at, 3)
     expected = F.max_pool2d(LECTURE_POOLING_INPUT[None, None], 2, 2)[0, 0].tolist()
     assert expected == [[2, 1], [3, -1]]
-    assert expected in chart_values(at)  # the filled output grid
+    assert stepper_data(at)["outputs"]["grids"][0]["labels"] == ["2", "1", "3", "−1"]  # the output it fills
     assert at.query_params["step"] == ["3"]
+    assert "sstep" not in at.query_params  # the other stepper did not move
 
 
 def test_mean_pooling_from_a_link_explains_the_sum_over_the_count():
     at = run_page(kind="mean", step="1")
-    assert "(1 + 1 + 0 + 1) / 4 = 3 / 4 = 0.75" in text_of(at)
-    assert "Mean pooling would" not in text_of(at)
+    assert "(1 + 1 + 0 + 1) / 4 = 3 / 4 = 0.75" in shown(at)
+    assert "Mean pooling would" not in shown(at)
 
 
 def test_channels_are_pooled_one_by_one():
     at = run_page(channels="2")
-    assert "Output 1 of 8" in text_of(at)
+    assert stepper_data(at)["count"] == 8
     assert "Input 4×4×2 → output **2×2×2**" in text_of(at)
-    button(at, "End").click().run()
-    assert "output channel 2, row 2, column 2" in text_of(at)
+    assert "output channel 2, row 2, column 2" in shown(at, 7)
+    assert [g["title"] for g in stepper_data(at)["inputs"]["grids"]] == ["Input channel 1", "Input channel 2"]
+
+
+def test_a_changed_setting_starts_the_stepper_again():
+    at = run_page(step="2")
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 2}
+    browser_steps_to(at, 3)
+    at.number_input(key="pool.s").set_value(1).run()
+    assert stepper_data(at)["goto"] == {"id": 2, "step": 0} and stepper_data(at)["count"] == 9
+    assert "step" not in at.query_params
 
 
 def test_kernel_and_stride_change_the_output_size_formula():
@@ -85,13 +122,14 @@ def test_a_window_larger_than_the_input_is_explained():
 def test_a_bad_link_value_is_reported_and_replaced():
     at = run_page(k="99")
     assert any("k='99' was ignored" in w.value for w in at.warning)
-    assert "max(1, 2, 2, −1) = 2" in text_of(at)
+    assert "max(1, 2, 2, −1) = 2" in shown(at)
 
 
 def test_strided_convolution_and_the_three_ways_to_halve():
     at = run_page()
     # The strided convolution's first output, with the lecture's 2x2 kernel [[1, 0], [0, 1]]: 1 + (-1) = 0.
-    assert "1·1 + 0·2 + 0·2 + 1·(−1) = 0" in text_of(at)
+    assert "1·1 + 0·2 + 0·2 + 1·(−1) = 0" in shown(at, key=STRIDED)
+    assert stepper_data(at, STRIDED)["param"] == "sstep"
     x = LECTURE_POOLING_INPUT[None, None]
     values = chart_values(at)
     for expected in (F.max_pool2d(x, 2, 2), F.avg_pool2d(x, 2, 2),
@@ -116,11 +154,7 @@ def test_an_old_builder_link_opens_the_stacking_page():
 
 def test_the_max_pooling_winner_is_marked_apart_from_the_window():
     at = run_page(step="1")
-    spec = figures(at)["pool.fig.step"]
-    shapes = spec["layout"]["shapes"]
-    window = [s for s in shapes if s["line"]["color"] == "#f59e0b" and s["x1"] - s["x0"] > 1.5]
-    winner = [s for s in shapes if s["line"]["color"] != "#f59e0b"]
-    assert len(window) == 1 and len(winner) == 1
+    data = stepper_data(at)
     # second window: rows 1-2, columns 3-4, values 1 1 / 0 1: the winner is row 1, column 3 (the first 1)
-    assert (winner[0]["x0"] + winner[0]["x1"]) / 2 == 2 and (winner[0]["y0"] + winner[0]["y1"]) / 2 == 0
-    assert winner[0]["xref"] == window[0]["xref"]  # on the input grid, inside the window
+    assert data["windows"][1] == [2, 3, 6, 7] and data["winners"][1] == 2
+    assert "The winner is input row 1, column 3" in shown(at)

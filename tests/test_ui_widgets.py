@@ -1,7 +1,9 @@
 """The shared widgets of ui/ tested on their own, in small AppTest scripts: the URL state table, the
-step controls and the stack builder."""
+labs' stepper and the stack builder."""
 
 from __future__ import annotations
+
+import json
 
 from streamlit.testing.v1 import AppTest
 
@@ -63,29 +65,58 @@ def test_state_explains_bad_values_in_words():
 def stepper_script() -> None:
     import streamlit as st
 
+    from cnnviz.examples import LECTURE_POOLING_INPUT
+    from cnnviz.pooling import Pooling
+    from ui.client_stepper import client_stepper
     from ui.state import Param, UrlState, int_in
-    from ui.stepper import step_controls
 
-    state = UrlState("t", [Param("step", 0, int_in(0, 1000))])
-    index = step_controls(state, "t", 4)
-    st.markdown(f"step {index}")
+    state = UrlState("t", [Param("step", 0, int_in(0, 1000)), Param("k", 2, int_in(1, 3))])
+    st.number_input("k", 1, 3, key=state.key("k"), on_change=state.__setitem__, args=("step", 0))
+    client_stepper(state, "step", Pooling.make(LECTURE_POOLING_INPUT, "max", state["k"], 2), key="t.stepper")
+    st.markdown(f"step {state['step']}")
     state.sync()
 
 
-def test_step_controls_step_clamp_and_keep_the_url():
+def stepper_data(at: AppTest) -> dict:
+    return json.loads(at.get("bidi_component")[0].proto.json)
+
+
+def browser_sends(at: AppTest, value: dict) -> AppTest:
+    """The component's state as the browser sends it (AppTest has no public API for it)."""
+    widgets = at._tree.get_widget_states()
+    state = widgets.widgets.add()
+    state.id, state.json_value = at.get("bidi_component")[0].proto.id, json.dumps(value)
+    at._run(widgets)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_client_stepper_clamps_a_link_hears_the_browser_and_resets():
     at = AppTest.from_function(stepper_script)
     at.query_params["step"] = "99"  # past the end of a 4-step stepper: the last step
     at.run()
+    assert at.markdown[0].value == "step 3" and at.query_params["step"] == ["3"]
+    data = stepper_data(at)
+    assert data["goto"] == {"id": 1, "step": 3} and (data["key"], data["param"]) == ("t.stepper", "step")
+    assert data["count"] == 4 and data["present"] is False
+
+    browser_sends(at, {"step": 1, "goto": 1})
+    assert at.markdown[0].value == "step 1" and at.query_params["step"] == ["1"]
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 3}  # unchanged data: nothing sent back
+    browser_sends(at, {"step": 0, "goto": 1})
+    assert at.markdown[0].value == "step 0" and "step" not in at.query_params
+    for crafted in ({"step": "2", "goto": 1}, {"step": True, "goto": 1}, {"step": [2], "goto": 1}):
+        browser_sends(at, crafted)  # not a step: ignored
+        assert at.markdown[0].value == "step 0"
+    browser_sends(at, {"step": 50, "goto": 1})  # past the end: the last step
     assert at.markdown[0].value == "step 3"
-    assert button(at, "Next").disabled and not button(at, "Previous").disabled
-    button(at, "Start").click().run()
-    assert at.markdown[0].value == "step 0" and dict(at.query_params) == {}
-    button(at, "Next").click().run()
-    button(at, "Next").click().run()
+
+    at.number_input(key="t.k").set_value(1).run()  # a new layer: the page resets the step
+    assert stepper_data(at)["goto"] == {"id": 2, "step": 0} and stepper_data(at)["count"] == 4
+    browser_sends(at, {"step": 2, "goto": 1})  # sent before the browser saw the reset: ignored
+    assert at.markdown[0].value == "step 0"
+    browser_sends(at, {"step": 2, "goto": 2})
     assert at.markdown[0].value == "step 2" and at.query_params["step"] == ["2"]
-    button(at, "Previous").click().run()
-    assert at.markdown[0].value == "step 1"
-    assert "Output 2 of 4" in at.get("progress")[0].proto.text
 
 
 def builder_script() -> None:
