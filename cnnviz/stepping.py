@@ -7,16 +7,17 @@ everything it shows for every step is here, as strings and colours it only has t
   [background, text] on the one diverging scale of cnnviz.pictures: blue negative, white zero, red
   positive), which cells are padding;
 - windows: the cells under each window position, in tap order (row by row, as F.unfold lists them);
-- per step: the caption ("output channel 1, row 1, column 1") and the worked arithmetic. A
-  convolution's product terms ("(−1)·2") are kept once each in `terms` and named by index, so a
-  16×16 input with four filters stays well under 200 KB; the browser joins a channel's terms with
-  " + " and adds the channel's sum, which is given.
+- captions in two halves, "output channel 1" per output channel and "row 1, column 1" per window
+  position (the browser writes them joined by ", ");
+- per step the worked arithmetic. A convolution's product terms ("(−1)·2") are kept once each in
+  `terms` and named by index, so a 16×16 input with four filters stays well under 200 KB (about
+  110 KB); the browser joins a channel's terms with " + ", then " = " and the channel's sum.
 
 Steps run as cnnviz.conv.step_position orders them: output channel by output channel, each row by
 row. With P window positions, step s computes output channel s // P at position s % P (also its
 cell in that channel's grid), and fills output cell s of the output channels read one after another
-(`outputs` lists them in that order). Its caption is channel_captions[s // P] + ", " +
-position_captions[s % P]. Only plain int, float, str and lists: no numpy or torch values.
+(`outputs` lists them in that order). Only plain int, float, str and lists: no numpy or torch
+values (json.dumps would fail on them, and Streamlit would then send the data's repr instead).
 """
 
 from __future__ import annotations

@@ -94,6 +94,9 @@ def test_link_steps_keys_play_reload_and_reset_without_reruns(fresh_server, brow
     page.wait_for_timeout(900)
     wait_for_app(page)
     assert len(sent) == before + 1
+    # That rerun sent the same data: the component was neither called again nor remounted.
+    stats = page.evaluate("() => window.__cnnvizSteppers.stats")
+    assert (stats["mounts"], stats["calls"], stats["syncs"]) == (1, 1, 2)  # the click's, the burst's
 
     # A rerun of the whole page (another sample photo) keeps the browser's step in the link: Python's
     # copy of the URL is stale (the link said step=2), but Python took the step from the stepper.
@@ -147,9 +150,10 @@ def test_link_steps_keys_play_reload_and_reset_without_reruns(fresh_server, brow
     assert_no_exception(page, server)
 
 
-def test_click_to_paint_and_a_crafted_label_shown_as_text(fresh_server, browser_page, tmp_path):
-    """The stepper with data whose labels and captions are markup: it shows them as text. Then 20 clicks
-    on Next, each timed from the browser's input event to the frame painted after it."""
+def test_crafted_labels_are_text_events_and_click_to_paint(fresh_server, browser_page, tmp_path):
+    """The stepper with data whose labels and captions are markup: it shows them as text. Its window
+    events for the rest of the app. Then 20 clicks on Next, each timed from the browser's input event
+    to the frame painted after it."""
     app = tmp_path / "crafted.py"
     app.write_text(textwrap.dedent(f"""
         import copy, sys
@@ -179,6 +183,36 @@ def test_click_to_paint_and_a_crafted_label_shown_as_text(fresh_server, browser_
     assert crafted in box.locator("[data-part=math]").inner_text()
     assert box.locator("img, b").count() == 0
     assert page.evaluate("() => window.__xss") is None
+
+    # cnnviz:stepped on every move, cnnviz:edge at either end (no wrap), cnnviz:goto moves it (clamped).
+    page.evaluate("""() => {
+        window.__events = [];
+        for (const name of ['cnnviz:stepped', 'cnnviz:edge'])
+            window.addEventListener(name, (event) => window.__events.push([name, event.detail]));
+    }""")
+
+    def events() -> list:
+        return page.evaluate("() => window.__events.splice(0)")
+
+    def goto(detail: dict) -> None:
+        page.evaluate("(detail) => window.dispatchEvent(new CustomEvent('cnnviz:goto', {detail}))", detail)
+
+    stepped = lambda step: ["cnnviz:stepped", {"key": "crafted", "param": "step", "step": step, "steps": 16}]  # noqa: E731
+    focus_page(page)
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowRight")
+    assert step_of(page) == 15
+    assert events() == [stepped(15), ["cnnviz:edge", {"key": "crafted", "direction": "next"}]]
+    goto({"key": "crafted", "step": 4})
+    goto({"key": "another stepper", "step": 9})
+    assert step_of(page) == 4 and events() == [stepped(4)]
+    goto({"step": 99})  # every stepper, clamped
+    assert step_of(page) == 15 and events() == [stepped(15)]
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowLeft")
+    assert step_of(page) == 0
+    assert events() == [stepped(0), ["cnnviz:edge", {"key": "crafted", "direction": "previous"}]]
+    page.wait_for_function("() => new URLSearchParams(location.search).get('step') === null")
 
     # Click → paint: the click's timeStamp is when the browser got the input; a requestAnimationFrame
     # callback runs just before the next paint, and a task queued from it just after.

@@ -204,3 +204,8 @@ def test_an_unknown_sample_photo_in_a_link_is_said():
     at = run_page(img="Dog")
     assert any("img='Dog' was ignored: it must be one of Cat" in w.value for w in at.warning)
     assert at.selectbox(key="conv.img").value == "Cat"
+
+
+def test_the_presenter_view_asks_for_the_large_stepper():
+    assert stepper_data(run_page())["present"] is False
+    assert stepper_data(run_page(present="1"))["present"] is True

@@ -44,6 +44,7 @@ const KEY_OWNERS = "input:not([type=checkbox], [type=button], [type=submit], [ty
 const SPACE_OWNERS = "button, a[href], summary, label, input, [role=button], [role=checkbox], [role=switch]";
 // Cell sizes in px: a lab's grids never larger than this, presenting as large as the screen allows.
 const CELL = { normal: 46, narrowest: 30, tiny: 18, presenting: 120 };
+const GRID_PX = 320; // outside the presenter view, a grid is about this wide at most (or has 30 px cells)
 const GAP_PX = 24; // between groups of grids (the CSS --gap)
 const FIGURE_GAP_PX = 10; // between the grids of a group (the CSS .group gap)
 const CELL_GAP_PX = 2; // between cells (the CSS .grid gap)
@@ -299,11 +300,14 @@ function fit(instance, force = false) {
     apply(instance, cell, arrangement);
     return;
   } else {
-    cell = Math.min(CELL.normal, widest("stacked"));
+    // Large cells for small grids; a 16×16 grid's smaller, so that it fits on the screen.
+    const side = Math.max(...shape.map((g) => Math.max(g.rows, g.cols)));
+    const largest = Math.max(CELL.narrowest, Math.min(CELL.normal, Math.floor(GRID_PX / side)));
+    cell = Math.min(largest, widest("stacked"));
     if (cell < CELL.narrowest) {
       // Too narrow for all groups in a row (a phone): they wrap, each as wide as the screen allows.
       const cols = Math.max(...shape.map((g) => g.cols));
-      apply(instance, Math.max(CELL.tiny, Math.min(CELL.normal, Math.floor((width - 2 * cols) / cols))), arrangement);
+      apply(instance, Math.max(CELL.tiny, Math.min(largest, Math.floor((width - 2 * cols) / cols))), arrangement);
       return;
     }
   }
