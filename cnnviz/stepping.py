@@ -184,10 +184,10 @@ def pool_steps(layer: Pooling) -> dict:
     crops, maths, winners, notes = [], [], [], []
     for index in range(layer.n_steps):
         step = layer.step(index)
-        first_row, last_row, first_col, last_col = step.rows[0] + 1, step.rows[-1] + 1, step.cols[0] + 1, step.cols[-1] + 1
-        span_rows = f"rows {first_row}–{last_row}" if k > 1 else f"row {first_row}"
-        span_cols = f"columns {first_col}–{last_col}" if k > 1 else f"column {first_col}"
-        crops.append(f"from the {notation.kernel(k)} crop of input channel {step.channel + 1} ({span_rows}, {span_cols}):")
+        row_span = f"rows {step.rows[0] + 1}–{step.rows[-1] + 1}" if k > 1 else f"row {step.rows[0] + 1}"
+        col_span = f"columns {step.cols[0] + 1}–{step.cols[-1] + 1}" if k > 1 else f"column {step.cols[0] + 1}"
+        crop = f"the {notation.kernel(k)} crop of input channel {step.channel + 1}"
+        crops.append(f"from {crop} ({row_span}, {col_span}):")
         maths.append(step.explanation())
         if layer.kind == "max":
             winner_row, winner_col = step.argmax

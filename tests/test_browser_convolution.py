@@ -161,7 +161,7 @@ def test_crafted_labels_are_text_events_and_click_to_paint(fresh_server, browser
         import streamlit as st
         from cnnviz.conv import Convolution
         from cnnviz.examples import CONV_EXAMPLES
-        from ui.client_stepper import _COMPONENT, steps_of
+        from ui.client_stepper import _stepper_component, steps_of
 
         e = CONV_EXAMPLES["lecture"]
         data = copy.deepcopy(steps_of(Convolution.make(e.x, e.weight, e.bias, padding=1)))
@@ -170,9 +170,10 @@ def test_crafted_labels_are_text_events_and_click_to_paint(fresh_server, browser
         data["position_captions"][0] = crafted
         data["totals"][0] = crafted
         st.title("Crafted data")
-        _COMPONENT(key="crafted", data={{**data, "key": "crafted", "param": "step", "present": False,
-                                          "goto": {{"id": 1, "step": 0}}}},
-                   default={{"step": 0, "goto": 1}}, on_step_change=lambda: None, on_goto_change=lambda: None)
+        _stepper_component(key="crafted", data={{**data, "key": "crafted", "param": "step", "present": False,
+                                                  "goto": {{"id": 1, "step": 0}}}},
+                           default={{"step": 0, "goto": 1}}, on_step_change=lambda: None,
+                           on_goto_change=lambda: None)
     """))
     server = fresh_server(app)
     page = browser_page

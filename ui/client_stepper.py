@@ -33,18 +33,28 @@ from cnnviz.conv import Convolution
 from cnnviz.pooling import Pooling
 from cnnviz.stepping import conv_steps, pool_steps
 
-from .show import Component
 from .state import UrlState
 
 _HERE = Path(__file__).resolve().parent / "components"
-# One component for the app (its name is app-wide); the html/css/js are trusted files of ours, user
-# numbers only ever reach it as data.
-_COMPONENT = Component(
-    "cnnviz_stepper",
-    html=(_HERE / "stepper.html").read_text(encoding="utf-8"),
-    css=(_HERE / "stepper.css").read_text(encoding="utf-8"),
-    js=(_HERE / "stepper.js").read_text(encoding="utf-8"),
-)
+_NAME = "cnnviz_stepper"  # app-wide
+# Trusted files of ours; user numbers only ever reach the component as data.
+_PARTS = {part: (_HERE / f"stepper.{part}").read_text(encoding="utf-8") for part in ("html", "css", "js")}
+
+
+def _stepper_component(**kwargs):
+    """Mount the stepper component, registered with the Streamlit runtime that runs this script.
+
+    Registered on first use, and again when the runtime no longer knows it: registering at import
+    time would register with whichever runtime existed then (a test's AppTest runtime is a new one)."""
+    from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
+
+    global _mount
+    if _mount is None or get_bidi_component_manager().get(_NAME) is None:
+        _mount = st.components.v2.component(_NAME, **_PARTS)
+    return _mount(**kwargs)
+
+
+_mount = None  # the registered component's mount command
 
 _CACHE_SIZE = 64
 _steps_cache: OrderedDict[tuple, dict] = OrderedDict()
@@ -102,7 +112,7 @@ def _stepper(state: UrlState, param: str, steps: dict, key: str, present: bool) 
     # The same data while nothing changes (not even the step the browser reported): sent once, then
     # referenced, and the component is not called again.
     command = {"id": memory["goto"], "step": memory["goto_step"]}
-    _COMPONENT(
+    _stepper_component(
         key=key,
         data={**steps, "key": key, "param": param, "present": present, "goto": command},
         default={"step": command["step"], "goto": command["id"]},
