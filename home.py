@@ -10,6 +10,9 @@ sidebar()
 
 st.title("cnnviz")
 lecture_hall()  # presenter rooms (ui.room): the home page is a place a presenter and the hall can be
+if st.query_params.get("link") == "unknown":
+    st.warning("That short link is not known on this server (it may have been made on another server, or "
+               "before a restart). Here is the lecture's map.", icon="🔗")
 st.markdown(
     "**How convolutional neural networks classify images**, following the lecture "
     "*Convolutional Architectures For Image Classification*. Each lesson is a page you can "

@@ -108,6 +108,8 @@ def percent(fraction: float, digits: int = 1) -> str:
     places = digits
     while places < 6 and (round(value, places) in (0.0, 100.0)):
         places += 1
+    if round(value, places) == 0.0:  # smaller than a millionth of a percent: say how small
+        return f"{number(value, 2)}%"
     return f"{value:.{places}f}%"
 
 

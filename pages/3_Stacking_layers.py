@@ -7,11 +7,13 @@ from cnnviz import notation
 from cnnviz.network import INPUT_CHOICES, LECTURE_STACK, unit_receptive_field
 from cnnviz.network_figures import receptive_field_figure, spatial_layers
 from ui.lessons import page_setup
+from ui.presenter import controls, presenting
 from ui.show import chart, gallery
 from ui.stack import StackBuilder, growth, network_picture, unit_centre, unit_defaults
 from ui.state import Param, UrlState, int_in, one_of
 
 page_setup("3_Stacking_layers.py")
+PRESENTING = presenting()  # the presenter view: the shapes chart and what the units see
 
 
 state = UrlState("stack", [
@@ -37,7 +39,8 @@ def on_preset(preset) -> None:
 
 
 state.show_problems()
-st.markdown(
+st.markdown("" if PRESENTING else
+
     "The lecture's recipe for a whole network: **convolution layers** learn low-level features on the "
     "input; then, again and again, **pooling** (or a strided convolution) shrinks the maps and **more "
     "convolutions** learn more abstract features from them; at the end, **flattening** or **global average "
@@ -47,7 +50,7 @@ st.markdown(
     "**channels grow**, and each unit **see a larger part of the image**.")
 
 builder = StackBuilder(state, "stack", on_change=on_stack_change, on_preset=on_preset)
-with st.container(border=True):
+with controls("The stack"), st.container(border=not PRESENTING):
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     builder.draw_controls(where=left)
     right.selectbox("Input", list(INPUT_CHOICES), key=state.key("inp"), on_change=on_stack_change,
@@ -55,6 +58,14 @@ with st.container(border=True):
 
 in_shape = INPUT_CHOICES[state["inp"]][0]
 infos, problem = builder.analyse(in_shape)
+if PRESENTING and infos is not None:
+    left, right = st.columns([2, 3])
+    builder.draw_shapes(infos, where=left, height_px=420)
+    with right:
+        st.markdown(f"**`{state['net']}`** on {notation.shape(in_shape)}: what the centre unit of each layer sees")
+        gallery(growth(state["net"], in_shape), width_px=150)
+    state.sync()
+    st.stop()
 builder.draw_analysis(infos, problem, receptive_field=True)
 
 if infos is not None:

@@ -13,10 +13,12 @@ from cnnviz.notation import count, number, percent, seconds, shape, term
 from ui import datasets
 from ui.learn_models import trained
 from ui.lessons import page_setup
+from ui.presenter import controls, presenting
 from ui.show import chart
 from ui.state import Param, UrlState, int_in, one_of
 
 page_setup("4_What_models_learn.py")
+PRESENTING = presenting()
 
 VIEWS = {
     "data": "The data",
@@ -61,13 +63,14 @@ def use_bundled() -> None:
 
 # ---- settings ----------------------------------------------------------------------------
 
-st.markdown(
-    "A classifier turns an image into 10 class scores. What do its weights look like after "
-    "training? Each model below is **trained live on the same images** (a few seconds), then "
-    "its weights are drawn as pictures, as in the lecture's slides."
-)
+if not PRESENTING:
+    st.markdown(
+        "A classifier turns an image into 10 class scores. What do its weights look like after "
+        "training? Each model below is **trained live on the same images** (a few seconds), then "
+        "its weights are drawn as pictures, as in the lecture's slides."
+    )
 
-with st.container(border=True):
+with controls("Data and model"), st.container(border=not PRESENTING):
     top = st.columns([3, 3, 2, 2])
     top[0].selectbox("Data set", list(DATASETS), key=state.key("ds"),
                      format_func=lambda k: f"{DATASETS[k].title} ({shape(DATASETS[k].shape)})")
@@ -129,6 +132,23 @@ def cifar_note() -> None:
 
 
 view = state["view"]
+
+if PRESENTING and view == "linear":  # the lecture's slide: the class templates, and why one wins
+    result = train_kind("linear")
+    left, right = st.columns([3, 2])
+    chart(image_grid_figure(learn.linear_templates(result), mode="signed", columns=5, captions=classes,
+                            cell_px=118 if c == 1 else 100,
+                            title=f"The 10 rows of W as images: class templates (test accuracy "
+                                  f"{percent(result.test_accuracy)})"), key="learn.fig.templates", where=left)
+    index = state["img"]
+    match = learn.template_match(result, test_set.image(index))
+    chart(score_bars_figure(match.scores, classes, dots=match.dots, bias=match.bias, true_label=test_set.label(index),
+                            title=f"Test image {index}: scores wᵢᵀx + bᵢ"), key="learn.fig.scores", where=right)
+    p = match.predicted
+    right.markdown(f"The **{classes[p]}** template matches best: {number(match.dots[p], 2)} + "
+                   f"{term(match.bias[p], 2)} = **{number(match.scores[p], 2)}**")
+    state.sync()
+    st.stop()
 
 # ---- the data ----------------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ from cnnviz.train import (BATCH_SIZES, DEFAULT_LR, DEFAULT_STACK, LEARNING_RATES
                           TrainConfig, TrainError, available_devices, check_memory, device_label, pick_device)
 from ui import datasets
 from ui.lessons import page_setup
+from ui.presenter import controls, presenting
 from ui.stack import StackBuilder
 from ui.state import Param, UrlState, flag, int_in, number_in, one_of, show_flag
 from ui.training import (current_job, download_session_model, live_view, load_checkpoint_box, publish_finished_job,
                          start_button, warm_up)
 
 page_setup("5_Train_a_CNN.py")
+PRESENTING = presenting()  # the presenter view: the run's controls and its curves
 warm_up()
 
 state = UrlState("train", [
@@ -50,6 +52,7 @@ def on_optimizer() -> None:
 
 state.show_problems()
 st.markdown(
+    "" if PRESENTING else
     "Convolution layers are **stacked** like the layers of a multilayer perceptron, with ReLU or tanh in "
     "between; pooling shrinks the maps; at the end fully connected layers give one score per class. The model "
     "is trained by **stochastic gradient descent**: the cross-entropy loss on a small batch of images, its "
@@ -58,70 +61,73 @@ st.markdown(
     "momentum** below to train exactly as the lecture says. Build a network, start the training, and watch it learn."
 )
 
-# ======================================================================================= 1. build
+with controls("The network and the training settings"):
+    # ======================================================================================= 1. build
 
-st.header("1. Build the network", divider="gray")
-data = TRAINING_DATA[state["data"]]
-info = DATASETS[data.name]
-builder = StackBuilder(state, "train", classes=len(info.classes), on_preset=on_preset)
-builder.draw_controls()
-st.selectbox("Data", list(TRAINING_DATA), key=state.key("data"),
-             format_func=lambda k: TRAINING_DATA[k].title + ("" if data_available(k) else " — not on this server"))
-infos, stack_problem = builder.analyse(info.shape, info.title)
-builder.draw_analysis(infos, stack_problem, chart_height=330, table_height=460)
-if infos is None:
-    stack_problem = stack_problem or "the stack does not work"
+    if not PRESENTING:
+        st.header("1. Build the network", divider="gray")
+    data = TRAINING_DATA[state["data"]]
+    info = DATASETS[data.name]
+    builder = StackBuilder(state, "train", classes=len(info.classes), on_preset=on_preset)
+    builder.draw_controls()
+    st.selectbox("Data", list(TRAINING_DATA), key=state.key("data"),
+                 format_func=lambda k: TRAINING_DATA[k].title + ("" if data_available(k) else " — not on this server"))
+    infos, stack_problem = builder.analyse(info.shape, info.title)
+    builder.draw_analysis(infos, stack_problem, chart_height=330, table_height=460)
+    if infos is None:
+        stack_problem = stack_problem or "the stack does not work"
 
-# ======================================================================================= 2. train
+    # ======================================================================================= 2. train
 
-st.header("2. Train it", divider="gray")
-devices = available_devices()
-row = st.columns([2, 3, 2, 2, 2])
-row[0].selectbox("Optimizer", ["adam", "sgd"], key=state.key("opt"), on_change=on_optimizer,
-                 format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
-row[1].select_slider("Learning rate", LEARNING_RATES, key=state.key("lr"), format_func=lambda v: f"{v:g}",
-                     help="The step size of gradient descent. Adam: about 0.001-0.003; SGD: about 0.01-0.1.")
-row[2].selectbox("Batch size", BATCH_SIZES, key=state.key("batch"),
-                 help="Images per gradient step. Larger batches are faster per image but take fewer steps.")
-row[3].number_input("Epochs", 1, PAGE_MAX_EPOCHS, key=state.key("epochs"),
-                    help="One epoch: every training image seen once.")
-row[4].selectbox("Device", ["auto", "cuda", "mps", "cpu"], key=state.key("device"),
-                 format_func=lambda d: f"auto ({devices[0].upper()})" if d == "auto" else
-                 d.upper() + ("" if d in devices else " (not here)"))
-aug = st.columns([3, 3, 6], vertical_alignment="center")
-aug[0].toggle("Random flips", key=state.key("flip"), help="Mirror each training image left-right with probability 1/2.")
-aug[1].select_slider("Random shifts (pixels)", list(range(MAX_PAGE_SHIFT + 1)), key=state.key("shift"),
-                     help="Move each training image by up to this many pixels in each direction.")
+    if not PRESENTING:
+        st.header("2. Train it", divider="gray")
+    devices = available_devices()
+    row = st.columns([2, 3, 2, 2, 2])
+    row[0].selectbox("Optimizer", ["adam", "sgd"], key=state.key("opt"), on_change=on_optimizer,
+                     format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
+    row[1].select_slider("Learning rate", LEARNING_RATES, key=state.key("lr"), format_func=lambda v: f"{v:g}",
+                         help="The step size of gradient descent. Adam: about 0.001-0.003; SGD: about 0.01-0.1.")
+    row[2].selectbox("Batch size", BATCH_SIZES, key=state.key("batch"),
+                     help="Images per gradient step. Larger batches are faster per image but take fewer steps.")
+    row[3].number_input("Epochs", 1, PAGE_MAX_EPOCHS, key=state.key("epochs"),
+                        help="One epoch: every training image seen once.")
+    row[4].selectbox("Device", ["auto", "cuda", "mps", "cpu"], key=state.key("device"),
+                     format_func=lambda d: f"auto ({devices[0].upper()})" if d == "auto" else
+                     d.upper() + ("" if d in devices else " (not here)"))
+    aug = st.columns([3, 3, 6], vertical_alignment="center")
+    aug[0].toggle("Random flips", key=state.key("flip"), help="Mirror each training image left-right with probability 1/2.")
+    aug[1].select_slider("Random shifts (pixels)", list(range(MAX_PAGE_SHIFT + 1)), key=state.key("shift"),
+                         help="Move each training image by up to this many pixels in each direction.")
 
-config = TrainConfig(stack=state["net"], epochs=state["epochs"], batch_size=state["batch"], optimizer=state["opt"],
-                     lr=state["lr"], flip=state["flip"], shift=state["shift"], device=state["device"])
+    config = TrainConfig(stack=state["net"], epochs=state["epochs"], batch_size=state["batch"], optimizer=state["opt"],
+                         lr=state["lr"], flip=state["flip"], shift=state["shift"], device=state["device"])
 
-problems: list[str] = []
-train_set = test_set = None
-if not data_available(state["data"]):
-    problems.append(f"{data.title} is not on this server. {datasets.how_to_get(data.name)}")
-if stack_problem:
-    problems.append("Fix the stack above first.")
-device = None
-try:
-    device = pick_device(state["device"])
-except TrainError as error:
-    problems.append(str(error))
-if not problems:
+    problems: list[str] = []
+    train_set = test_set = None
+    if not data_available(state["data"]):
+        problems.append(f"{data.title} is not on this server. {datasets.how_to_get(data.name)}")
+    if stack_problem:
+        problems.append("Fix the stack above first.")
+    device = None
     try:
-        train_set, test_set = datasets.image_sets(data.name, data.source)
-    except DataUnavailable as error:
+        device = pick_device(state["device"])
+    except TrainError as error:
         problems.append(str(error))
-if not problems and device is not None:
-    try:
-        estimate = check_memory(config, info.shape, len(train_set), len(test_set), device)
-    except (TrainError, StackError) as error:
-        problems.append(str(error))
-    else:
-        aug[2].caption(f"{notation.count(len(train_set))} training and {notation.count(len(test_set))} test images "
-                       f"({train_set.source}); {notation.count(math.ceil(len(train_set) / config.batch_size))} steps "
-                       "per epoch on "
-                       f"{device_label(device)}; memory {estimate.text()}.")
+    if not problems:
+        try:
+            train_set, test_set = datasets.image_sets(data.name, data.source)
+        except DataUnavailable as error:
+            problems.append(str(error))
+    if not problems and device is not None:
+        try:
+            estimate = check_memory(config, info.shape, len(train_set), len(test_set), device)
+        except (TrainError, StackError) as error:
+            problems.append(str(error))
+        else:
+            aug[2].caption(f"{notation.count(len(train_set))} training and {notation.count(len(test_set))} test images "
+                           f"({train_set.source}); {notation.count(math.ceil(len(train_set) / config.batch_size))} steps "
+                           "per epoch on "
+                           f"{device_label(device)}; memory {estimate.text()}.")
 
 job = current_job()
 snap = job.snapshot() if job is not None else None
@@ -137,10 +143,13 @@ datasets.download_notice()
 start_button(lambda: TrainingJob(config, train_set, test_set, device=device), disabled=bool(problems) or busy,
              busy=busy)
 if job is not None:
-    live_view(busy)
+    live_view(busy, compact=PRESENTING)
     publish_finished_job()
 else:
     st.caption("Nothing trained yet. The run goes on in the background: other pages and reruns don't stop it.")
+if PRESENTING:
+    state.sync()
+    st.stop()
 
 # ======================================================================================= 3. save / load
 

@@ -8,11 +8,13 @@ from cnnviz import classify, notation
 from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
 from cnnviz.classify_figures import activation_grid_image, softmax_figure, strength_figure, top_k_figure
 from ui.lessons import page_setup
+from ui.presenter import controls, presenting
 from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import bundled_model, checkpoint_picker, image_picker, pretrained_model, session_classifier
 
 page_setup("7_Classify_an_image.py")
+PRESENTING = presenting()  # the presenter view shows the prediction and the softmax only
 
 OWN_MODELS = {
     "bundled": "Small CNN trained on Fashion-MNIST (bundled)",
@@ -38,6 +40,7 @@ state = UrlState("classify", [
 state.show_problems()
 
 st.markdown(
+    "" if PRESENTING else
     "A trained CNN is one big function **f(image) → one score per class**, nested from convolutions, "
     "ReLUs and pooling. Its last box, the **softmax**, turns the scores into probabilities: "
     "exponentiate every score, then divide by the sum of them all. Pick a model and an image, and see "
@@ -96,22 +99,23 @@ def choose_model() -> classify.Classifier | None:
         return clf
 
 
-classifier = choose_model()
+with controls("Model and image"):
+    classifier = choose_model()
 
-# ---------------------------------------------------------------- the image
+    # ---------------------------------------------------------------- the image
 
-st.subheader("1. Your image")
-picked = image_picker(state, "img", "classify")
+    if not PRESENTING:
+        st.subheader("1. Your image")
+    picked = image_picker(state, "img", "classify")
+    recipe = classifier.recipe if classifier is not None else None
+    if recipe is not None and recipe.light_on_dark:
+        st.radio("Invert black and white", ["auto", "yes", "no"], key=state.key("invert"), horizontal=True,
+                 format_func={"auto": "automatic (if the background is light)", "yes": "always", "no": "never"}.get,
+                 help="Fashion-MNIST shows light objects on a black background; a photo of a dark shirt on a "
+                      "white table looks like the opposite to the network.")
 if classifier is None or picked is None:
     state.sync()
     st.stop()
-
-recipe = classifier.recipe
-if recipe.light_on_dark:
-    st.radio("Invert black and white", ["auto", "yes", "no"], key=state.key("invert"), horizontal=True,
-             format_func={"auto": "automatic (if the background is light)", "yes": "always", "no": "never"}.get,
-             help="Fashion-MNIST shows light objects on a black background; a photo of a dark shirt on a "
-                  "white table looks like the opposite to the network.")
 
 
 # ---------------------------------------------------------------- run once, reuse on reruns
@@ -137,46 +141,52 @@ except ClassifyError as error:
     state.sync()
     st.stop()
 
-st.markdown(f"**From {picked.name} to the network's input**, step by step:")
 steps = prepared.steps
-cols = st.columns(max(len(steps), 4))
-for col, (number, step) in zip(cols, enumerate(steps, start=1)):
-    with col:
-        st.image(step.image, caption=f"{number}. {step.title}", width="stretch")
-        st.caption(f"{step.note} Shape {notation.shape(step.shape)}.")
+if not PRESENTING:
+    st.markdown(f"**From {picked.name} to the network's input**, step by step:")
+    cols = st.columns(max(len(steps), 4))
+    for col, (number, step) in zip(cols, enumerate(steps, start=1)):
+        with col:
+            st.image(step.image, caption=f"{number}. {step.title}", width="stretch")
+            st.caption(f"{step.note} Shape {notation.shape(step.shape)}.")
 
 if classifier.key in ("bundled", "session", "checkpoint") and not picked.ident.startswith("fashion:") \
-        and recipe.light_on_dark:
+        and recipe.light_on_dark and not PRESENTING:
     st.info("This network only knows the 10 kinds of clothing in Fashion-MNIST, at 28×28 pixels. Whatever "
             "it is shown, the softmax shares 100% among those 10 classes: a cat becomes the most similar "
             "piece of clothing.", icon=":material/lightbulb:")
 
 # ---------------------------------------------------------------- the prediction
 
-st.subheader("2. The prediction")
+if not PRESENTING:
+    st.subheader("2. The prediction")
 best = breakdown.names[0]
 n_in = math.prod(prediction.input_shape)
 left, right = st.columns([2, 3])
 with left:
     verdict = f"**{best}** with probability **{notation.percent(float(breakdown.probabilities[0]))}**"
     if picked.true_class is not None:
-        mark = "✅" if picked.true_class == best else "❌"
+        mark = ":green[:material/check_circle:]" if picked.true_class == best else ":red[:material/cancel:]"
         verdict += f" {mark} (the true class is {picked.true_class})"
+    if PRESENTING:  # the network's input beside the verdict: what the hall is looking at
+        st.image(steps[-1].image, caption=f"{picked.name} as the network sees it ({notation.shape(steps[-1].shape)})",
+                 width=200)
     st.markdown(verdict)
     top = prediction.top(5)
-    chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
-                       title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes"),
-          key="classify.topk")
-    m1, m2 = st.columns(2)
-    m1.metric("Forward pass", notation.seconds(prediction.seconds),
-              help=f"One run of f(x) on this computer's CPU: the fastest of {prediction.timed_runs} runs, without "
-                   "recording the activation maps.")
-    m2.metric("Preprocessing", notation.seconds(prepared.seconds))
+    if not PRESENTING:  # the softmax figure beside it shows every class already
+        chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
+                           title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes"),
+              key="classify.topk")
+    if not PRESENTING:
+        m1, m2 = st.columns(2)
+        m1.metric("Forward pass", notation.seconds(prediction.seconds),
+                  help=f"One run of f(x) on this computer's CPU: the fastest of {prediction.timed_runs} runs, "
+                       "without recording the activation maps.")
+        m2.metric("Preprocessing", notation.seconds(prepared.seconds))
     st.caption(f"f maps {notation.shape(prediction.input_shape)} = {notation.count(n_in)} numbers to "
                f"{notation.count(len(classifier.classes))} class scores.")
-with right:
-    chart(softmax_figure(breakdown), key="classify.softmax")
-    b = breakdown
+def softmax_arithmetic(b: classify.SoftmaxBreakdown) -> None:
+    """The winning class's probability, spelled out: e^z over the sum of all e^z."""
     z0 = classify.number_text(float(b.scores[0]))
     e = [classify.number_text(float(v)) for v in b.exps]
     shown = e[:3]
@@ -191,8 +201,20 @@ with right:
     if b.shift:
         st.caption("The scores are so large that e^z would overflow, so the largest score is subtracted "
                    "from every score first; this cancels in the division and does not change p.")
-    st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
-               "means 10× more weight. Dividing by the sum makes the probabilities add up to 100%.")
+
+
+with right:
+    chart(softmax_figure(breakdown), key="classify.softmax")
+    if not PRESENTING:
+        softmax_arithmetic(breakdown)
+        st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
+                   "means 10× more weight. Dividing by the sum makes the probabilities add up to 100%.")
+if PRESENTING:
+    with left:
+        softmax_arithmetic(breakdown)
+if PRESENTING:
+    state.sync()
+    st.stop()
 
 # ---------------------------------------------------------------- inside the network
 

@@ -22,6 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 import pytest
 import torch
+from streamlit import config as st_config
 
 from browser_helpers import (
     CHROMIUM,
@@ -32,9 +33,10 @@ from browser_helpers import (
 )
 from server import DEFAULT_APP, REPO_ROOT, StreamlitServer
 
-# The served app hides error details (.streamlit/config.toml); tests want to read them, in AppTest
-# and in the servers they start (which inherit this environment).
+# The served app hides error details (.streamlit/config.toml); tests want to read them: in the servers
+# they start (`streamlit run` reads STREAMLIT_* variables) and in AppTest (which reads the config).
 os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
+st_config.set_option("client.showErrorDetails", "full")
 
 _SERVERS = pytest.StashKey[list]()
 

@@ -220,7 +220,7 @@ def test_pretrained_model_without_weights_offers_a_download_and_explains_offline
         "The ResNet-18 weights (46.8 MB) are not on this computer. Get "
         "[resnet18-f37072fd.pth](https://download.pytorch.org/models/resnet18-f37072fd.pth) and put it in "
         f"`{torch_home / 'hub' / 'checkpoints'}`.")]
-    assert [b.label for b in at.button] == ["Download ResNet-18 weights (46.8 MB)"]
+    assert [b.label for b in at.main.button] == ["Download ResNet-18 weights (46.8 MB)"]
     assert "with probability" not in text_of(at)
 
     def offline(*args, **kwargs):

@@ -21,9 +21,11 @@ import streamlit as st
 from cnnviz.links import LINKS
 from cnnviz.tour import TOUR, neighbour, stop_query
 
+from .show import Component
+
 PRESENT, STOP = "present", "stop"
 _HERE = Path(__file__).resolve().parent / "components"
-_KEYS = st.components.v2.component(
+_KEYS = Component(
     "cnnviz_presenter_keys",
     html="<button data-part='fullscreen' title='Full screen (F)'>Full screen</button>",
     css="button{font:inherit;font-size:0.9rem;padding:0.3rem 0.7rem;border:1px solid var(--st-border-color,#c9d1dc);"
@@ -103,6 +105,12 @@ def presenter_bar(page_file: str, title: str, has_stepper: bool = False) -> None
     direction = keys.go if keys is not None else None
     if direction in ("next", "previous"):
         go_to_stop(after if direction == "next" else before)
+
+
+def controls(label: str = "Settings"):
+    """Where a page puts its controls: in place normally, folded into one expander in the presenter view
+    (the hall sees the figure; the lecturer can still change the example)."""
+    return st.expander(label, icon=":material/tune:") if presenting() else st.container()
 
 
 # ---------------------------------------------------------------- sharing

@@ -13,6 +13,26 @@ from cnnviz import pictures
 NO_MODEBAR = {"displayModeBar": False}
 
 
+class Component:
+    """A components-v2 component (trusted html/css/js of ours), registered with the Streamlit runtime
+    that is running when it is first mounted, and again whenever that runtime has changed.
+
+    Registering at import time (st.components.v2.component at module level) registers with whatever
+    runtime exists then; a module imported before the server's runtime starts, or by one test and
+    mounted in another test's AppTest runtime, would find its component 'not registered'."""
+
+    def __init__(self, name: str, *, html: str | None = None, css: str | None = None, js: str | None = None):
+        self.name, self.parts = name, {"html": html, "css": css, "js": js}
+        self._mount = None
+
+    def __call__(self, **kwargs):
+        from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
+
+        if self._mount is None or get_bidi_component_manager().get(self.name) is None:
+            self._mount = st.components.v2.component(self.name, **self.parts)
+        return self._mount(**kwargs)
+
+
 class PlainFigure(go.Figure):
     """A figure that is already plotly.js's JSON ({"data": [...], "layout": {...}} of plain values).
 

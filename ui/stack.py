@@ -99,6 +99,11 @@ class StackBuilder:
             return None, str(error)
         return infos, head_problem(infos, self.classes, data_name) if data_name else None
 
+    def draw_shapes(self, infos: list[LayerInfo], where=st, height_px: int = 400) -> None:
+        """The 'space shrinks, channels grow' chart, when the stack has feature maps."""
+        if len(infos[0].in_shape) == 3 and any(i.spec.layer_kind.window for i in infos):
+            chart(shapes_figure(infos, height_px=height_px), key=f"{self.key}.fig.shapes", where=where)
+
     def draw_analysis(self, infos: list[LayerInfo] | None, problem: str | None, *, receptive_field: bool = False,
                       chart_height: int = 400, table_height: int = 520) -> None:
         """The per-layer table with totals and the shapes chart; or why the stack cannot work."""
@@ -119,8 +124,7 @@ class StackBuilder:
             f"{notation.shape(infos[-1].out_shape)} out."
             + (" Receptive field: the side of the input square one unit of the layer depends on (padding "
                "included in the count)." if receptive_field else ""))
-        if len(infos[0].in_shape) == 3 and any(i.spec.layer_kind.window for i in infos):
-            chart(shapes_figure(infos, height_px=chart_height), key=f"{self.key}.fig.shapes", where=chart_col)
+        self.draw_shapes(infos, where=chart_col, height_px=chart_height)
         if problem:
             st.error(f"**This stack cannot be trained here.** {problem}", icon=":material/block:")
 

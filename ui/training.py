@@ -164,8 +164,9 @@ def epoch_view(snap, classes) -> None:
                        "edge and blob detectors. Compare the epochs with the slider.")
 
 
-def live_view(busy: bool) -> None:
-    """The run's controls, status, curves and epoch reports; redrawn every LIVE_SECONDS while it goes on."""
+def live_view(busy: bool, compact: bool = False) -> None:
+    """The run's controls, status, curves and epoch reports; redrawn every LIVE_SECONDS while it goes on.
+    compact (the presenter view): the curves and the predictions row only."""
     @st.fragment(run_every=LIVE_SECONDS if busy else None)
     def view() -> None:
         job = current_job()
@@ -176,7 +177,11 @@ def live_view(busy: bool) -> None:
         status_line(snap)
         classes = list(job.trainer.classes)
         chart(curves_spec(snap.history, snap.config.epochs, len(classes)), key="train.fig.curves")
-        epoch_view(snap, classes)
+        if compact:
+            if snap.reports:
+                chart(predictions_spec(snap.reports[-1], classes), key="train.fig.predictions")
+        else:
+            epoch_view(snap, classes)
         if snap.done and busy:
             publish_finished_job()
             st.rerun(scope="app")  # stop the timer, show the download

@@ -1,0 +1,71 @@
+"""The presenter view in chromium on a fresh server: each tour stop's main figure fits a projector's
+screen (1280×720 and 1920×1080) without scrolling, Streamlit's chrome is gone, the keys move the tour,
+and the share dialog's QR code decodes to a link that opens the same state."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlsplit
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from browser_helpers import assert_no_exception, content_height, wait_for_app, wait_for_rerun, wait_for_text
+from cnnviz.tour import TOUR, stop_link
+
+# The stops whose page has no client-side stepper yet are checked here; the steppers' own browser tests
+# check the convolution and pooling pages in the presenter view.
+STOPS = [i for i, stop in enumerate(TOUR) if stop.page not in ("1_Convolution.py", "2_Pooling.py")]
+
+
+def overflow(page) -> int:
+    """How many pixels the app is taller than the viewport (0 or less: it fits)."""
+    return content_height(page) - page.viewport_size["height"]
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_each_stop_fits_the_projector_without_scrolling(fresh_server, browser_page, size):
+    server = fresh_server()
+    browser_page.set_viewport_size({"width": size[0], "height": size[1]})
+    for index in STOPS:
+        browser_page.goto(server.url + stop_link(index, present="1"))
+        wait_for_app(browser_page)
+        wait_for_text(browser_page, f"{index + 1}/{len(TOUR)} · {TOUR[index].title}")
+        browser_page.wait_for_timeout(600)  # charts lay out
+        assert overflow(browser_page) <= 2, (TOUR[index].title, size, overflow(browser_page))
+        assert not browser_page.locator('[data-testid="stSidebar"]').is_visible()
+        assert not browser_page.locator('[data-testid="stHeader"]').is_visible()
+        assert_no_exception(browser_page, server)
+
+
+def test_page_down_walks_the_tour_and_the_qr_code_opens_the_same_state(fresh_server, browser_page):
+    server = fresh_server()
+    browser_page.set_viewport_size({"width": 1280, "height": 720})
+    last = len(TOUR) - 1
+    browser_page.goto(server.url + stop_link(last - 1, present="1"))  # the VGG-16 walk-through
+    wait_for_app(browser_page)
+    wait_for_text(browser_page, TOUR[last - 1].title)
+    browser_page.locator("h4").first.click()  # focus the page, not a widget
+    browser_page.keyboard.press("PageDown")
+    wait_for_text(browser_page, f"{last + 1}/{len(TOUR)} · {TOUR[last].title}")
+    wait_for_app(browser_page)
+    assert "/Classify_an_image" in browser_page.url and f"stop={last + 1}" in browser_page.url
+
+    browser_page.get_by_role("button", name="Share").click()
+    wait_for_rerun(browser_page)
+    dialog = browser_page.get_by_role("dialog")
+    image = dialog.locator("img").first
+    image.wait_for()
+    png = browser_page.request.get(server.url + urlsplit(image.get_attribute("src")).path).body()
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert len(decoded) == 1
+    link = decoded[0].text
+    assert link.startswith(server.url + "/s/")
+    student = browser_page.context.browser.new_page(viewport={"width": 390, "height": 844})
+    student.goto(link)
+    wait_for_app(student)
+    assert urlsplit(student.url).path == "/Classify_an_image"
+    assert "present" not in student.url and "stop" not in student.url  # the state, not the presenter's view
+    wait_for_text(student, "The prediction")
+    student.close()

@@ -1,0 +1,116 @@
+"""The presenter view, the lecture tour and short links with their QR codes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import zxingcpp
+from PIL import Image
+import asyncio
+
+from starlette.requests import Request
+
+from apptest_helpers import button, open_page
+from cnnviz.links import LINKS, LinkError, ShortLinks, check_target, code_for
+from cnnviz.tour import TOUR, neighbour, stop_link, stop_query
+from ui.lessons import LESSONS
+from ui.serving import short_link
+
+
+def test_the_tour_follows_the_lecture_in_slide_order():
+    titles = [stop.title for stop in TOUR]
+    assert titles[0] == "A convolution with zero padding" and titles[-1] == "Softmax: scores become probabilities"
+    pages = [stop.page for stop in TOUR]
+    order = [lesson.page for lesson in LESSONS]
+    assert pages == sorted(pages, key=order.index)  # never back to an earlier page
+    assert [s.query.get("ex") for s in TOUR[:4]] == [None, "no-padding", "two-channels", "two-filters"]
+    assert [s.section for s in TOUR if s.section] == ["costs", "strided", "flatten"]
+    assert stop_link(6, present="1") == "/Pooling?kind=mean&stop=7&present=1"
+    assert neighbour(None, +1) == 0 and neighbour(len(TOUR) - 1, +1) is None and neighbour(0, -1) is None
+
+
+@pytest.mark.parametrize("index", range(len(TOUR)))
+def test_every_stop_opens_cleanly_in_the_presenter_view(index):
+    stop = TOUR[index]
+    at = open_page(f"pages/{stop.page}", **stop_query(index, present="1"))
+    assert not at.warning, [w.value for w in at.warning]  # the stop's link is valid for its page
+    assert any(f"{index + 1}/{len(TOUR)} · {stop.title}" in m.value for m in at.markdown)
+    assert not at.sidebar.button  # the sidebar's controls are not drawn in the presenter view
+
+
+def test_next_and_previous_walk_the_tour_across_pages():
+    at = open_page("pages/6_VGG16_explorer.py", present="1", stop="11")
+    button(at, "▶").click().run()
+    assert not at.exception
+    assert dict(at.query_params) == {"stop": ["12"], "present": ["1"]}
+    assert any("12/12 · Softmax" in m.value for m in at.markdown)
+    assert button(at, "▶").disabled  # the end of the lecture
+    button(at, "◀").click().run()
+    assert dict(at.query_params) == {"stop": ["11"], "present": ["1"]}
+
+
+def test_giving_the_lecture_starts_the_tour():
+    at = open_page("pages/3_Stacking_layers.py")
+    next(b for b in at.sidebar.button if b.label == "Give the lecture").click().run()
+    assert dict(at.query_params) == {"stop": ["1"], "present": ["1"]}
+
+
+def test_exit_leaves_the_presenter_view_and_keeps_the_page_state():
+    at = open_page("pages/4_What_models_learn.py", view="linear", present="1", stop="10")
+    button(at, "Exit").click().run()
+    assert dict(at.query_params) == {"view": ["linear"]}
+    assert at.sidebar.button  # the normal view is back
+
+
+def test_share_shows_a_qr_code_of_a_short_link_to_this_exact_state():
+    at = open_page("pages/6_VGG16_explorer.py", model="alexnet", present="1")
+    button(at, "Share").click().run()
+    assert not at.exception
+    images = [element for element in at.get("imgs")]
+    assert images, "no QR code drawn"
+    png = images[0].proto.imgs[0].url
+    # AppTest keeps media in memory: decode the PNG it would serve
+    from streamlit.runtime import Runtime
+    data = Runtime.instance().media_file_mgr._storage.get_file(png.rsplit("/", 1)[-1].split(".")[0]).content \
+        if Runtime.exists() else None
+    assert data is not None
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(data)))
+    assert len(decoded) == 1
+    link = decoded[0].text
+    code = link.rsplit("/s/", 1)[1]
+    assert LINKS.resolve(code) == "/VGG16_explorer?model=alexnet"  # page and state, no presenter params
+
+
+def get_short_link(code: str):
+    scope = {"type": "http", "method": "GET", "path": f"/s/{code}", "path_params": {"code": code},
+             "headers": [], "query_string": b""}
+    return asyncio.run(short_link(Request(scope)))
+
+
+def test_short_links_resolve_through_the_route_and_only_lead_inside_the_app():
+    code = LINKS.shorten("/Convolution?pad=0&step=3")
+    assert code == code_for("/Convolution?pad=0&step=3") and len(code) == 6
+    response = get_short_link(code)
+    assert response.status_code == 302 and response.headers["location"] == "/Convolution?pad=0&step=3"
+    assert get_short_link("NOPE42").headers["location"] == "/?link=unknown"
+    for bad in ["https://evil.example/", "//evil.example/x", "/Convolution?x=1#frag", "javascript:alert(1)",
+                "/" + "a" * 5000]:
+        with pytest.raises(LinkError):
+            check_target(bad)
+
+
+def test_the_short_link_store_is_bounded():
+    links = ShortLinks(limit=3)
+    codes = [links.shorten(f"/Pooling?k={k}") for k in range(2, 7)]
+    assert [links.resolve(c) for c in codes] == [None, None, "/Pooling?k=4", "/Pooling?k=5", "/Pooling?k=6"]
+    assert links.shorten("/Pooling?k=4") == codes[2]  # the same state, the same code
+
+
+def test_an_unknown_short_link_lands_on_home_with_a_message():
+    from streamlit.testing.v1 import AppTest
+    from apptest_helpers import ROOT
+    at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=60)
+    at.query_params["link"] = "unknown"
+    at.run()
+    assert any("short link is not known" in w.value for w in at.warning)
