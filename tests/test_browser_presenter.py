@@ -51,6 +51,14 @@ def test_page_down_walks_the_tour_and_the_qr_code_opens_the_same_state(fresh_ser
     wait_for_text(browser_page, f"{last + 1}/{len(TOUR)} · {TOUR[last].title}")
     wait_for_app(browser_page)
     assert "/Classify_an_image" in browser_page.url and f"stop={last + 1}" in browser_page.url
+    browser_page.locator("h4").first.click() if browser_page.locator("h4").count() else None
+    browser_page.keyboard.press("PageUp")
+    wait_for_text(browser_page, f"{last}/{len(TOUR)} · {TOUR[last - 1].title}")
+    wait_for_app(browser_page)
+    assert "/VGG16_explorer" in browser_page.url and f"stop={last}" in browser_page.url
+    browser_page.keyboard.press("PageDown")
+    wait_for_text(browser_page, f"{last + 1}/{len(TOUR)} · {TOUR[last].title}")
+    wait_for_app(browser_page)
 
     browser_page.get_by_role("button", name="Share").click()
     wait_for_rerun(browser_page)

@@ -46,8 +46,10 @@ def test_next_and_previous_walk_the_tour_across_pages():
     assert dict(at.query_params) == {"stop": ["12"], "present": ["1"]}
     assert any("12/12 · Softmax" in m.value for m in at.markdown)
     assert button(at, "▶").disabled  # the end of the lecture
+    at = open_page("pages/7_Classify_an_image.py", present="1", stop="12")
     button(at, "◀").click().run()
     assert dict(at.query_params) == {"stop": ["11"], "present": ["1"]}
+    assert any("11/12 · The VGG-16 walk-through" in m.value for m in at.markdown)
 
 
 def test_giving_the_lecture_starts_the_tour():
@@ -63,23 +65,15 @@ def test_exit_leaves_the_presenter_view_and_keeps_the_page_state():
     assert at.sidebar.button  # the normal view is back
 
 
-def test_share_shows_a_qr_code_of_a_short_link_to_this_exact_state():
-    at = open_page("pages/6_VGG16_explorer.py", model="alexnet", present="1")
-    button(at, "Share").click().run()
-    assert not at.exception
-    images = [element for element in at.get("imgs")]
-    assert images, "no QR code drawn"
-    png = images[0].proto.imgs[0].url
-    # AppTest keeps media in memory: decode the PNG it would serve
-    from streamlit.runtime import Runtime
-    data = Runtime.instance().media_file_mgr._storage.get_file(png.rsplit("/", 1)[-1].split(".")[0]).content \
-        if Runtime.exists() else None
-    assert data is not None
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(data)))
-    assert len(decoded) == 1
-    link = decoded[0].text
-    code = link.rsplit("/s/", 1)[1]
-    assert LINKS.resolve(code) == "/VGG16_explorer?model=alexnet"  # page and state, no presenter params
+def test_the_share_link_is_the_pages_state_and_its_qr_code_reads_back():
+    from ui.presenter import page_link, qr_png
+    link = page_link("/VGG16_explorer", {"model": "alexnet", "present": "1", "stop": "11", "room": "KQXZT"})
+    assert link == "/VGG16_explorer?model=alexnet"  # the state, not the presenter's own parameters
+    short = f"http://192.168.1.20:8501/s/{LINKS.shorten(link)}"
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr_png(short))))
+    assert [d.text for d in decoded] == [short]
+    assert LINKS.resolve(short.rsplit("/", 1)[1]) == link
+    assert page_link("/Pooling", {}) == "/Pooling"
 
 
 def get_short_link(code: str):
