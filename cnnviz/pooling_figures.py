@@ -45,7 +45,7 @@ def flatten_gap_spec(tensor: torch.Tensor, channel: int) -> dict:
     flat_px = max(22, min(40, 1000 // flat.numel()))
     flat_grid = grid_spec(flat[None], f"Flattened: 1×1×m·l·d = 1×1×{m}·{l}·{d} = {flat.numel()} numbers",
                           value_range=value_range, cell_px=flat_px)
-    gap_grid = grid_spec(gap[None], f"Global average pooling: 1×1×{d}", value_range=value_range,
+    gap_grid = grid_spec(gap[None], f"GAP: 1×1×{d}", value_range=value_range,
                          cell_px=max(40, 60 - 5 * d), marked=(0, channel))
     top = grids_side_by_side([[spec] for spec in channels], gap_px=20)
     return {"channels": top, "flat": flat_grid, "gap": gap_grid}

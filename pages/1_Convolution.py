@@ -8,11 +8,12 @@ from ui.client_stepper import client_stepper
 from ui.convlab import STATE, ConvLab
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
-from ui.presenter import presenting
+from ui.presenter import controls, presenting, section
 from ui.show import boxes, chart
 from ui.state import UrlState
 
-page_setup("1_Convolution.py")
+page_setup("1_Convolution.py", stepper_sections=("",))
+PRESENTING, SECTION = presenting(), section("1_Convolution.py")  # presenter view: the stepper, or the costs
 
 PHOTO_INTRO = ("---\n### The same filter on a real photo\n\n"
                "A convolution layer applies its filters to every position of a photo at once. "
@@ -26,16 +27,18 @@ x, w, b = lab.tensors()
 pad = state["pad"]
 
 st.markdown(
+    "" if PRESENTING else
     "A **filter** of size k×k×d slides over the input. At each position it multiplies every "
     "weight with the input value under it, adds everything up and adds a **bias**: one number of "
     "the output. Step through it below, then change the layer and see what happens."
 )
 
-with st.container(border=True):
+with controls("The example and the layer"), st.container(border=not PRESENTING):
     lab.draw_settings()
 
-with st.expander("Edit the input and the filters", icon=":material/edit:", expanded=state["ex"] == "custom"):
-    lab.draw_editors()
+if not PRESENTING:
+    with st.expander("Edit the input and the filters", icon=":material/edit:", expanded=state["ex"] == "custom"):
+        lab.draw_editors()
 
 layer = lab.layer()
 if isinstance(layer, ConvError):
@@ -48,9 +51,13 @@ if isinstance(layer, ConvError):
         pass
 
 if layer is not None:
-    client_stepper(state, "step", layer, key="conv.stepper", present=presenting())
+    if SECTION != "costs":
+        client_stepper(state, "step", layer, key="conv.stepper", present=PRESENTING)
 
     geometry, counts = layer.geometry, layer.counts
+    if PRESENTING and SECTION != "costs":
+        state.sync()
+        st.stop()
     boxes(
         "### Output size\n\n"
         "n′ = ⌊(n + 2p − r(k − 1) − 1) / s⌋ + 1 with input size n, padding p, dilation r, "
@@ -62,8 +69,11 @@ if layer is not None:
         + "".join(f"- {what}: {formula} = **{notation.count(value)}**\n" for what, formula, value in counts.formulas())
         + "\n:small[:gray[The lecture counts the bias as one more multiply-add per output; "
         "FLOPs are usually quoted as 2 × multiply-adds.]]",
-        after=PHOTO_INTRO)
-else:
+        after="" if PRESENTING else PHOTO_INTRO, font_rem=1.45 if PRESENTING else 1.0)
+if PRESENTING:
+    state.sync()
+    st.stop()
+if layer is None:
     st.markdown(PHOTO_INTRO)
 applies = w.shape[1] in (1, 3)  # a photo has 1 (grey) or 3 (colour) channels
 which = st.radio("Filter", [f"Filter {f + 1}" for f in range(w.shape[0])], horizontal=True,

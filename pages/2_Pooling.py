@@ -13,7 +13,7 @@ from cnnviz.pooling_figures import flatten_gap_spec, halving_spec
 from ui.client_stepper import client_stepper
 from ui.grid_editor import GridEditor, channels_parser, random_size_inputs
 from ui.lessons import page_setup
-from ui.presenter import presenting
+from ui.presenter import controls, presenting, section
 from ui.show import chart
 from ui.state import Param, UrlState, int_in, one_of
 
@@ -29,7 +29,7 @@ WEIGHT_PRESETS = {
 STRIDED = CONV_EXAMPLES["strided"]
 STACKING_PARAMS = ("net", "inp", "rfl", "rfr", "rfc")  # the network builder moved to its own page
 
-page_setup("2_Pooling.py")
+page_setup("2_Pooling.py", stepper_sections=("", "strided"))
 PRESENTING = presenting()  # the steppers' grids fill the screen
 if any(name in st.query_params for name in STACKING_PARAMS):
     # An old link to the builder that used to live here opens the stacking page with its stack.
@@ -142,149 +142,189 @@ if not inputs.filled(x.shape):
 if any(f"pool.cw.{i}.{j}" not in st.session_state for i in range(2) for j in range(2)):
     fill_weight_inputs()
 
-# =====================================================================================
-st.header("Pooling", divider="gray")
-st.markdown(
-    "A **pooling layer** subsamples an activation map: it looks at a k×k crop of **one channel**, "
-    "keeps the crop's **max** (or **mean**), and moves the crop by the **stride**. "
-    "Every channel is pooled on its own, and there is nothing to learn."
-)
+def pooling_lab() -> None:
+    """Max and mean pooling, stepped window by window, and the output size."""
+    if not PRESENTING:
+        st.header("Pooling", divider="gray")
+    st.markdown(
+        "" if PRESENTING else
+        "A **pooling layer** subsamples an activation map: it looks at a k×k crop of **one channel**, "
+        "keeps the crop's **max** (or **mean**), and moves the crop by the **stride**. "
+        "Every channel is pooled on its own, and there is nothing to learn."
+    )
 
-with st.container(border=True):
-    top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
-    top[0].radio("Pooling", list(KIND_NAMES), key=state.key("kind"), format_func=KIND_NAMES.get, horizontal=True)
-    top[1].number_input("Kernel size k", 1, MAX_KERNEL, key=state.key("k"), on_change=go_to, args=(0,))
-    top[2].number_input("Stride s", 1, MAX_STRIDE, key=state.key("s"), on_change=go_to, args=(0,),
-                        help="How far the crop moves. k = s = 2 halves the height and width.")
-    top[3].number_input("Channels d", 1, MAX_CHANNELS, key=state.key("channels"), on_change=on_channels,
-                        help="Extra channels are filled with random small integers.")
+    with controls("The pooling layer"), st.container(border=not PRESENTING):
+        top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+        top[0].radio("Pooling", list(KIND_NAMES), key=state.key("kind"), format_func=KIND_NAMES.get, horizontal=True)
+        top[1].number_input("Kernel size k", 1, MAX_KERNEL, key=state.key("k"), on_change=go_to, args=(0,))
+        top[2].number_input("Stride s", 1, MAX_STRIDE, key=state.key("s"), on_change=go_to, args=(0,),
+                            help="How far the crop moves. k = s = 2 halves the height and width.")
+        top[3].number_input("Channels d", 1, MAX_CHANNELS, key=state.key("channels"), on_change=on_channels,
+                            help="Extra channels are filled with random small integers.")
 
-with st.expander("Edit the input", icon=":material/edit:"):
-    st.caption("One row per line, numbers separated by spaces or commas. Changes apply when you leave the box.")
-    with st.container(horizontal=True):
-        inputs.draw(x.shape, on_edit)
-        with st.container():
-            random_size_inputs("pool", 6, 6, grids.MAX_GRID_SIDE)
-            st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
-            st.button("The lecture's 4×4", icon=":material/restart_alt:", on_click=on_lecture_input, width="stretch")
-    inputs.show_error()
+    if not PRESENTING:
+        with st.expander("Edit the input", icon=":material/edit:"):
+            st.caption("One row per line, numbers separated by spaces or commas. Changes apply when you leave the box.")
+            with st.container(horizontal=True):
+                inputs.draw(x.shape, on_edit)
+                with st.container():
+                    random_size_inputs("pool", 6, 6, grids.MAX_GRID_SIDE)
+                    st.button("Random input", icon=":material/casino:", on_click=on_random_input, width="stretch")
+                    st.button("The lecture's 4×4", icon=":material/restart_alt:", on_click=on_lecture_input, width="stretch")
+            inputs.show_error()
 
-kind, k, s = state["kind"], state["k"], state["s"]
-try:
-    layer = Pooling.make(x, kind, k, s)
-except ConvError as error:
-    layer = None
-    st.error(f"**This pooling layer gives no output.** {error}", icon=":material/block:")
-if layer is not None:
-    client_stepper(state, "step", layer, key="pool.stepper", present=PRESENTING)
+    kind, k, s = state["kind"], state["k"], state["s"]
+    try:
+        layer = Pooling.make(x, kind, k, s)
+    except ConvError as error:
+        layer = None
+        st.error(f"**This pooling layer gives no output.** {error}", icon=":material/block:")
+    if layer is not None:
+        client_stepper(state, "step", layer, key="pool.stepper", present=PRESENTING)
+        if PRESENTING:
+            return
 
-    d, m, l = x.shape
-    left, right = st.columns(2)
-    with left.container(border=True):
-        st.subheader("Output size")
-        st.markdown("n′ = ⌊(n − k) / s⌋ + 1: the convolution's formula without padding and dilation.\n\n"
-                    f"- height: {pool_output_size_formula(m, k, s)}\n"
-                    f"- width: {pool_output_size_formula(l, k, s)}\n\n"
-                    f"Input {notation.shape(x.shape)} → output **{notation.shape(layer.out_shape)}**: pooling keeps "
-                    "the number of channels.")
-    with right.container(border=True):
-        st.subheader("What the layer sees")
-        unseen = unseen_count(m, l, k, s)
-        st.markdown(f"- {layer.n_steps} windows of {notation.kernel(k)} values, one per output value\n"
-                    "- parameters to learn: **0**")
-        if unseen:
-            st.warning(f"{unseen} values of each {notation.grid(m, l)} channel are in no window: with kernel {k} and "
-                       f"stride {s} they never reach the output.", icon=":material/visibility_off:")
-        else:
-            st.caption("Every input value is in at least one window.")
+        d, m, l = x.shape
+        left, right = st.columns(2)
+        with left.container(border=True):
+            st.subheader("Output size")
+            st.markdown("n′ = ⌊(n − k) / s⌋ + 1: the convolution's formula without padding and dilation.\n\n"
+                        f"- height: {pool_output_size_formula(m, k, s)}\n"
+                        f"- width: {pool_output_size_formula(l, k, s)}\n\n"
+                        f"Input {notation.shape(x.shape)} → output **{notation.shape(layer.out_shape)}**: pooling keeps "
+                        "the number of channels.")
+        with right.container(border=True):
+            st.subheader("What the layer sees")
+            unseen = unseen_count(m, l, k, s)
+            st.markdown(f"- {layer.n_steps} windows of {notation.kernel(k)} values, one per output value\n"
+                        "- parameters to learn: **0**")
+            if unseen:
+                st.warning(f"{unseen} values of each {notation.grid(m, l)} channel are in no window: with kernel {k} and "
+                           f"stride {s} they never reach the output.", icon=":material/visibility_off:")
+            else:
+                st.caption("Every input value is in at least one window.")
 
-# =====================================================================================
-st.header("Alternative to pooling: strided convolution", divider="gray")
-st.markdown(
-    "Instead of a pooling layer, a **strided convolution** can subsample: it moves its filter by more than "
-    f"one pixel. The lecture's example has a 2×2 filter and stride 2. {STRIDED.note} "
-    "Unlike pooling, its weights are learned."
-)
-strided = Convolution.make(STRIDED.x, STRIDED.weight, STRIDED.bias, padding=STRIDED.padding, stride=STRIDED.stride)
-client_stepper(state, "sstep", strided, key="pool.strided", present=PRESENTING)
-geometry = strided.geometry
-st.caption(f"Output size: {output_size_formula(strided.x.shape[1], geometry.kernel, geometry.padding, geometry.stride, 1)} "
-           f"(the convolution formula with p = 0, dilation 1).")
 
-# =====================================================================================
-st.header("Three ways to halve the resolution", divider="gray")
-st.markdown(
-    "The same input (channel 1 of the pooling lab above) through 2×2 max pooling, 2×2 mean pooling and a "
-    "2×2 convolution with stride 2: all three turn m×l into about m/2 × l/2. Change the convolution's weights: "
-    "they are what the network learns."
-)
-try:
-    halving, max_pool, mean_pool, conv = halving_spec(x[0], weights())
-except ConvError as error:
-    st.warning(f"The input is too small for a 2×2 window: {error}", icon=":material/block:")
-else:
-    controls, figures = st.columns([1.3, 4])
-    with controls.container(border=True):
-        st.markdown("**Convolution weights** (bias 0)")
-        for i in range(2):
-            pair = st.columns(2)
-            for j in range(2):
-                pair[j].number_input(f"w[{i + 1},{j + 1}]", step=0.25, format="%.2f", key=f"pool.cw.{i}.{j}",
-                                     on_change=on_weight)
-        for name in WEIGHT_PRESETS:
-            st.button(name, key=f"pool.preset.{name}", on_click=on_weight_preset, args=(name,), width="stretch")
-    chart(halving, key="pool.fig.halving", where=figures)
-    figures.markdown(
-        "- **Max** keeps the strongest response in each window: *whether* a feature occurred nearby, not exactly where.\n"
-        "- **Mean** keeps each window's average: every input counts, a single strong response is diluted.\n"
-        "- **Strided convolution** keeps a weighted sum of each window, with weights the network learns "
-        "(pooling has none).")
-    if torch.allclose(conv.output[0], mean_pool.output[0]):
-        st.success("With these weights the strided convolution *is* mean pooling: a network can learn "
-                   "to average.", icon=":material/check_circle:")
-    elif torch.allclose(conv.output[0], max_pool.output[0]):
-        st.info("On this input the strided convolution happens to match max pooling.", icon=":material/info:")
+def strided_convolution() -> None:
+    """The lecture's 2×2 convolution with stride 2, stepped."""
+    if not PRESENTING:
+        st.header("Alternative to pooling: strided convolution", divider="gray")
+    st.markdown(
+        "**Alternative to pooling: strided convolution.** A 2×2 filter moved by 2: half the height and width, "
+        "with learned weights." if PRESENTING else
+        "Instead of a pooling layer, a **strided convolution** can subsample: it moves its filter by more than "
+        f"one pixel. The lecture's example has a 2×2 filter and stride 2. {STRIDED.note} "
+        "Unlike pooling, its weights are learned."
+    )
+    strided = Convolution.make(STRIDED.x, STRIDED.weight, STRIDED.bias, padding=STRIDED.padding, stride=STRIDED.stride)
+    client_stepper(state, "sstep", strided, key="pool.strided", present=PRESENTING)
+    geometry = strided.geometry
+    st.caption(f"Output size: {output_size_formula(strided.x.shape[1], geometry.kernel, geometry.padding, geometry.stride, 1)} "
+               f"(the convolution formula with p = 0, dilation 1).")
 
-# =====================================================================================
-st.header("From a 3-D tensor to a vector: flattening versus global average pooling", divider="gray")
-st.markdown(
-    "The classifier at the end needs a 1-D vector. **Flattening** lines up all m·l·d numbers of the last "
-    "m×l×d tensor; **global average pooling** averages each channel over all positions and keeps d numbers."
-)
-gcontrols = st.columns([2, 2, 2, 3, 3], vertical_alignment="bottom")
-gcontrols[0].number_input("Height m", 1, 4, key=state.key("gm"))
-gcontrols[1].number_input("Width l", 1, 4, key=state.key("gl"))
-gcontrols[2].number_input("Channels d", 1, MAX_CHANNELS, key=state.key("gd"))
-gcontrols[3].button("New random numbers", icon=":material/casino:", on_click=on_new_tensor, width="stretch")
-gm, gl, gd = state["gm"], state["gl"], state["gd"]
-tensor = random_grid(gd, gm, gl, seed=state["gseed"])
-if state["gc"] > gd:
-    state["gc"] = gd
-gcontrols[4].radio("Channel for the formula", list(range(1, gd + 1)), key=state.key("gc"),
-                   format_func=lambda c: f"c = {c}", horizontal=True)
-pictures = flatten_gap_spec(tensor, state["gc"] - 1)
-chart(pictures["channels"], key="pool.fig.tensor")
-chart(pictures["flat"], key="pool.fig.flat")
-st.caption(f"In torch's order: channel 1 row by row, then channel 2, … — all {gm * gl * gd} numbers are kept.")
-gap_cols = st.columns([1, 3], vertical_alignment="center")
-chart(pictures["gap"], key="pool.fig.gap", where=gap_cols[0])
-with gap_cols[1]:
-    st.latex(r"z[c] = \frac{1}{m \cdot l} \sum_{a=1}^{m} \sum_{b=1}^{l} x[a, b, c], \quad 1 \le c \le d")
-    st.markdown(f"`{gap_formula(tensor, state['gc'] - 1)}`")
 
-st.subheader("What it costs: the first fully connected layer")
-st.markdown(
-    f"In VGG-16 the last pooling layer outputs {notation.shape((VGG_LAST_POOL[2], *VGG_LAST_POOL[:2]))}. "
-    "A fully connected layer with n units has (inputs)·n weights plus n biases: global average pooling "
-    "shrinks its inputs from m·l·d to d."
-)
-head_left, head_right = st.columns([2, 3])
-with head_left:
-    st.number_input("Units n of the fully connected layer", 1, MAX_UNITS, key=state.key("units"), step=256)
+def three_ways_to_halve() -> None:
+    """Max pooling, mean pooling and a strided convolution on the same input."""
+    st.header("Three ways to halve the resolution", divider="gray")
+    st.markdown(
+        "The same input (channel 1 of the pooling lab above) through 2×2 max pooling, 2×2 mean pooling and a "
+        "2×2 convolution with stride 2: all three turn m×l into about m/2 × l/2. Change the convolution's weights: "
+        "they are what the network learns."
+    )
+    try:
+        halving, max_pool, mean_pool, conv = halving_spec(x[0], weights())
+    except ConvError as error:
+        st.warning(f"The input is too small for a 2×2 window: {error}", icon=":material/block:")
+    else:
+        controls, figures = st.columns([1.3, 4])
+        with controls.container(border=True):
+            st.markdown("**Convolution weights** (bias 0)")
+            for i in range(2):
+                pair = st.columns(2)
+                for j in range(2):
+                    pair[j].number_input(f"w[{i + 1},{j + 1}]", step=0.25, format="%.2f", key=f"pool.cw.{i}.{j}",
+                                         on_change=on_weight)
+            for name in WEIGHT_PRESETS:
+                st.button(name, key=f"pool.preset.{name}", on_click=on_weight_preset, args=(name,), width="stretch")
+        chart(halving, key="pool.fig.halving", where=figures)
+        figures.markdown(
+            "- **Max** keeps the strongest response in each window: *whether* a feature occurred nearby, not exactly where.\n"
+            "- **Mean** keeps each window's average: every input counts, a single strong response is diluted.\n"
+            "- **Strided convolution** keeps a weighted sum of each window, with weights the network learns "
+            "(pooling has none).")
+        if torch.allclose(conv.output[0], mean_pool.output[0]):
+            st.success("With these weights the strided convolution *is* mean pooling: a network can learn "
+                       "to average.", icon=":material/check_circle:")
+        elif torch.allclose(conv.output[0], max_pool.output[0]):
+            st.info("On this input the strided convolution happens to match max pooling.", icon=":material/info:")
+
+
+def flatten_versus_gap() -> None:
+    """From a 3-D tensor to a vector: flattening versus global average pooling, and what each costs.
+    In the presenter view: the tensor, its two vectors and the cost, side by side."""
+    if not PRESENTING:
+        st.header("From a 3-D tensor to a vector: flattening versus global average pooling", divider="gray")
+        st.markdown(
+            "The classifier at the end needs a 1-D vector. **Flattening** lines up all m·l·d numbers of the last "
+            "m×l×d tensor; **global average pooling** averages each channel over all positions and keeps d numbers."
+        )
+    with controls("The tensor"):
+        gcontrols = st.columns([2, 2, 2, 3, 3], vertical_alignment="bottom")
+        gcontrols[0].number_input("Height m", 1, 4, key=state.key("gm"))
+        gcontrols[1].number_input("Width l", 1, 4, key=state.key("gl"))
+        gcontrols[2].number_input("Channels d", 1, MAX_CHANNELS, key=state.key("gd"))
+        gcontrols[3].button("New random numbers", icon=":material/casino:", on_click=on_new_tensor, width="stretch")
+        if state["gc"] > state["gd"]:
+            state["gc"] = state["gd"]
+        gcontrols[4].radio("Channel for the formula", list(range(1, state["gd"] + 1)), key=state.key("gc"),
+                           format_func=lambda c: f"c = {c}", horizontal=True)
+        if PRESENTING:
+            st.number_input("Units n of the fully connected layer", 1, MAX_UNITS, key=state.key("units"), step=256)
+    gm, gl, gd = state["gm"], state["gl"], state["gd"]
+    tensor = random_grid(gd, gm, gl, seed=state["gseed"])
+    pictures = flatten_gap_spec(tensor, state["gc"] - 1)
     counts = HeadCounts(*VGG_LAST_POOL, state["units"])
-    st.markdown("\n".join(f"- {what}: {formula} = **{notation.count(value)}**" for what, formula, value in counts.formulas()))
-    st.markdown(f"Flattening needs **{counts.saving:.0f}×** as many parameters: its input is m·l times longer.")
-chart(head_params_figure(counts), key="pool.fig.head", where=head_right)
+    left, right = st.columns([3, 2]) if PRESENTING else (st.container(), st.container())
+    with left:
+        chart(pictures["channels"], key="pool.fig.tensor")
+        chart(pictures["flat"], key="pool.fig.flat")
+        if not PRESENTING:
+            st.caption(f"In torch's order: channel 1 row by row, then channel 2, … — all {gm * gl * gd} numbers are "
+                       "kept.")
+        gap_cols = st.columns([1, 3], vertical_alignment="center")
+        chart(pictures["gap"], key="pool.fig.gap", where=gap_cols[0])
+        with gap_cols[1]:
+            st.latex(r"z[c] = \frac{1}{m \cdot l} \sum_{a=1}^{m} \sum_{b=1}^{l} x[a, b, c], \quad 1 \le c \le d")
+            st.markdown(f"`{gap_formula(tensor, state['gc'] - 1)}`")
+    if PRESENTING:  # the cost of the next fully connected layer, for VGG-16's last 7×7×512 maps
+        with right:
+            st.markdown(f"**After VGG-16's {notation.shape((VGG_LAST_POOL[2], *VGG_LAST_POOL[:2]))}, a fully "
+                        f"connected layer of {notation.count(counts.units)} units has**")
+            st.markdown("\n".join(f"- {what}: **{notation.count(value)}**" for what, _, value in counts.formulas()))
+            chart(head_params_figure(counts, height_px=300), key="pool.fig.head")
+        return
 
-st.page_link("pages/3_Stacking_layers.py", label="Next: stack these layers into a network", icon=":material/stacks:")
+    st.subheader("What it costs: the first fully connected layer")
+    st.markdown(
+        f"In VGG-16 the last pooling layer outputs {notation.shape((VGG_LAST_POOL[2], *VGG_LAST_POOL[:2]))}. "
+        "A fully connected layer with n units has (inputs)·n weights plus n biases: global average pooling "
+        "shrinks its inputs from m·l·d to d."
+    )
+    head_left, head_right = st.columns([2, 3])
+    with head_left:
+        st.number_input("Units n of the fully connected layer", 1, MAX_UNITS, key=state.key("units"), step=256)
+        st.markdown("\n".join(f"- {what}: {formula} = **{notation.count(value)}**"
+                              for what, formula, value in counts.formulas()))
+        st.markdown(f"Flattening needs **{counts.saving:.0f}×** as many parameters: its input is m·l times longer.")
+    chart(head_params_figure(counts), key="pool.fig.head", where=head_right)
+
+
+if PRESENTING:  # one section fills the screen: the tour's, or the pooling lab
+    {"strided": strided_convolution, "flatten": flatten_versus_gap}.get(section("2_Pooling.py"), pooling_lab)()
+else:
+    pooling_lab()
+    strided_convolution()
+    three_ways_to_halve()
+    flatten_versus_gap()
+    st.page_link("pages/3_Stacking_layers.py", label="Next: stack these layers into a network", icon=":material/stacks:")
 state.sync()

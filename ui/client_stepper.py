@@ -33,6 +33,7 @@ from cnnviz.conv import Convolution
 from cnnviz.pooling import Pooling
 from cnnviz.stepping import conv_steps, pool_steps
 
+from .show import Component
 from .state import UrlState
 
 _HERE = Path(__file__).resolve().parent / "components"
@@ -41,20 +42,8 @@ _NAME = "cnnviz_stepper"  # app-wide
 _PARTS = {part: (_HERE / f"stepper.{part}").read_text(encoding="utf-8") for part in ("html", "css", "js")}
 
 
-def _stepper_component(**kwargs):
-    """Mount the stepper component, registered with the Streamlit runtime that runs this script.
-
-    Registered on first use, and again when the runtime no longer knows it: registering at import
-    time would register with whichever runtime existed then (a test's AppTest runtime is a new one)."""
-    from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
-
-    global _mount
-    if _mount is None or get_bidi_component_manager().get(_NAME) is None:
-        _mount = st.components.v2.component(_NAME, **_PARTS)
-    return _mount(**kwargs)
-
-
-_mount = None  # the registered component's mount command
+# Registered with the runtime that runs the script, on first use (ui.show.Component).
+_stepper_component = Component(_NAME, **_PARTS)
 
 _CACHE_SIZE = 64
 _steps_cache: OrderedDict[tuple, dict] = OrderedDict()

@@ -25,6 +25,7 @@ import streamlit as st
 
 from cnnviz.rooms import IDLE_SECONDS, TooManyRooms, UnknownRoom, WrongToken, normalize_code
 from ui.presenter import presenting as presenter_view
+from ui.show import Component
 from ui.room_routes import ROOMS
 from ui.state import APP_PARAMS
 
@@ -46,17 +47,16 @@ _LINE_CSS = """
 _LINE_HTML = ('<div class="line" data-part="room-line"{hidden}><span class="dot"></span>'
               '<span class="text" data-part="room-text"></span></div>')
 _COMPONENTS = {
-    "cnnviz_room_presenter": {"html": _LINE_HTML.format(hidden=" hidden"), "css": _LINE_CSS,
-                              "js": (_HERE / "room_presenter.js").read_text()},
-    "cnnviz_room_follower": {"html": _LINE_HTML.format(hidden=""), "css": _LINE_CSS,
-                             "js": (_HERE / "room_follower.js").read_text()},
+    "cnnviz_room_presenter": Component("cnnviz_room_presenter", html=_LINE_HTML.format(hidden=" hidden"),
+                                       css=_LINE_CSS, js=(_HERE / "room_presenter.js").read_text()),
+    "cnnviz_room_follower": Component("cnnviz_room_follower", html=_LINE_HTML.format(hidden=""), css=_LINE_CSS,
+                                      js=(_HERE / "room_follower.js").read_text()),
 }
 
 
 def _mount(name: str, **kwargs):
-    """Mount one of _COMPONENTS. It is registered on each use (the same definition again is a no-op):
-    the registry belongs to the running server, and each of the tests' AppTests has its own."""
-    return st.components.v2.component(name, **_COMPONENTS[name])(**kwargs)
+    """Mount one of _COMPONENTS (registered with the running runtime on first use: ui.show.Component)."""
+    return _COMPONENTS[name](**kwargs)
 
 
 def room_link(code: str) -> str:

@@ -88,12 +88,13 @@ BOX_STYLE = ("flex:1 1 300px;border:1px solid #c9d1dc;border-radius:0.5rem;"
              "padding:calc(1rem - 1px) calc(1rem - 1px) 0")  # as st.container(border=True) with borderColor of .streamlit/config.toml
 
 
-def boxes(*parts: str, after: str = "") -> None:
+def boxes(*parts: str, after: str = "", font_rem: float = 1.0) -> None:
     """Markdown parts side by side in bordered boxes (wrapping on narrow screens), and optional
     markdown `after` them, all as ONE element: st.columns(border=True) with a markdown in each
     column costs the server four more elements on every rerun."""
     inner = "".join(f"<div style='{BOX_STYLE}'>\n\n{part}\n\n</div>\n" for part in parts)
-    st.markdown(f"<div style='display:flex;flex-wrap:wrap;gap:1rem;margin-bottom:1rem'>\n{inner}</div>\n\n{after}",
+    st.markdown(f"<div style='display:flex;flex-wrap:wrap;gap:1rem;margin-bottom:1rem;font-size:{font_rem}rem'>"
+                f"\n{inner}</div>\n\n{after}",
                 unsafe_allow_html=True)
 
 

@@ -289,7 +289,10 @@ function fit(instance, force = false) {
   let arrangement = "stacked";
   let cell;
   if (instance.data.present) {
-    const room = window.innerHeight - PRESENTER_BAR_PX;
+    // The screen's height below where the stepper starts (the presenter bar and any folded controls
+    // above it), measured: the page decides what sits above the stepper.
+    const top = instance.host.getBoundingClientRect().top + (document.scrollingElement?.scrollTop ?? 0);
+    const room = window.innerHeight - (top > 0 ? top : PRESENTER_BAR_PX) - 8;
     const guess = (a) => Math.min(CELL.presenting, widest(a), Math.floor((room - 260) / tallest(a)));
     arrangement = guess("across") >= guess("stacked") ? "across" : "stacked";
     cell = Math.max(CELL.tiny, guess(arrangement));
