@@ -29,7 +29,7 @@ def test_a_page_asks_nothing_of_the_internet(fresh_server, browser_page):
     browser_page.on("request", lambda request: requests.append(request.url))
     browser_page.goto(f"{server.url}/Convolution")
     wait_for_app(browser_page)
-    wait_for_text(browser_page, "Computing output channel 1")
+    wait_for_text(browser_page, "What the layer costs")
     outside = [url for url in requests if not url.startswith((server.url, "data:", "blob:"))]
     assert outside == [], outside
     assert_no_exception(browser_page, server)

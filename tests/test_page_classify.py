@@ -78,7 +78,7 @@ def test_opens_with_the_bundled_model_on_a_fashion_mnist_test_image():
     at = run_page()
     best, p = expected_probability("Fashion-MNIST: Ankle boot")
     text = text_of(at)
-    assert f"**{best}** with probability **{notation.percent(p)}** ✅ (the true class is Ankle boot)" in text
+    assert f"**{best}** with probability **{notation.percent(p)}** :green[:material/check_circle:] (the true class is Ankle boot)" in text
     assert "test accuracy 87.9%" in text
     # shapes as the lecture writes them, m×l×d
     assert "Input → every convolution → scores: 28×28×1 → 28×28×16 → 14×14×32 → 7×7×64 → 10" in text

@@ -6,12 +6,11 @@ import io
 
 import pytest
 import zxingcpp
+from apptest_helpers import button, open_page
+from async_helpers import run as run_async
 from PIL import Image
-import asyncio
-
 from starlette.requests import Request
 
-from apptest_helpers import button, open_page
 from cnnviz.links import LINKS, LinkError, ShortLinks, check_target, code_for
 from cnnviz.tour import TOUR, neighbour, stop_link, stop_query
 from ui.lessons import LESSONS
@@ -79,7 +78,7 @@ def test_the_share_link_is_the_pages_state_and_its_qr_code_reads_back():
 def get_short_link(code: str):
     scope = {"type": "http", "method": "GET", "path": f"/s/{code}", "path_params": {"code": code},
              "headers": [], "query_string": b""}
-    return asyncio.run(short_link(Request(scope)))
+    return run_async(short_link(Request(scope)))
 
 
 def test_short_links_resolve_through_the_route_and_only_lead_inside_the_app():
@@ -102,8 +101,8 @@ def test_the_short_link_store_is_bounded():
 
 
 def test_an_unknown_short_link_lands_on_home_with_a_message():
-    from streamlit.testing.v1 import AppTest
     from apptest_helpers import ROOT
+    from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=60)
     at.query_params["link"] = "unknown"
     at.run()

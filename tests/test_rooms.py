@@ -10,6 +10,7 @@ import time
 
 import pytest
 from apptest_helpers import button, open_page
+from async_helpers import run as run_async
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -111,7 +112,7 @@ def test_wait_answers_at_once_when_the_follower_is_behind_and_else_after_its_tim
         unchanged = await store.wait(room.code, since=1, timeout=0.3)
         return behind, ahead, fast, unchanged, time.monotonic() - start
 
-    behind, ahead, fast, unchanged, waited = asyncio.run(scenario())
+    behind, ahead, fast, unchanged, waited = run_async(scenario())
     assert behind.version == ahead.version == 1 and behind.location == CONV and fast < 0.1
     assert unchanged.version == 1 and 0.29 < waited < 1.0
 
@@ -129,7 +130,7 @@ def test_a_publish_from_another_thread_wakes_the_waiting_followers_at_once():
 
     threading.Thread(target=presenter).start()
     start = time.monotonic()
-    seen = asyncio.run(followers())
+    seen = run_async(followers())
     assert time.monotonic() - start < 2.0  # not the 10 s timeout
     assert {s.version for s in seen} == {1} and {s.location for s in seen} == {CONV}
 
@@ -144,7 +145,7 @@ def test_closing_a_room_ends_its_followers_waits():
         store.close(room.code, room.token)
         return await asyncio.wait_for(waiting, 2), await store.wait(room.code, since=0, timeout=1)
 
-    assert asyncio.run(scenario()) == (None, None)
+    assert run_async(scenario()) == (None, None)
     assert store.get(room.code) is None and len(store) == 0
     with pytest.raises(UnknownRoom):
         store.publish(room.code, room.token, CONV)
@@ -162,7 +163,7 @@ def test_followers_per_room_are_bounded():
         store.publish(room.code, room.token, CONV)
         return await asyncio.gather(*waiting)
 
-    assert [s.version for s in asyncio.run(scenario())] == [1, 1, 1]
+    assert [s.version for s in run_async(scenario())] == [1, 1, 1]
 
 
 # -- expiry and limits -----------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def test_an_expired_room_ends_the_followers_waits():
         store.get("AAAAA")  # any use of the store notices the silence
         return await asyncio.wait_for(waiting, 2)
 
-    assert asyncio.run(scenario()) is None
+    assert run_async(scenario()) is None
 
 
 def test_the_number_of_rooms_is_bounded_and_expired_rooms_free_their_places():
