@@ -140,7 +140,7 @@ def in_page_actions(base: str, browser, repeat: int) -> list[str]:
     settings = []
     for i in range(repeat):
         padding, needle = ("0", "Output 1 of 4") if i % 2 == 0 else ("1", "Output 1 of 16")
-        option = page.get_by_role("button", name=padding, exact=True).first
+        option = page.locator(".st-key-conv-pad_pick").get_by_role("radio", name=padding, exact=True)
         settings.append(measure(page, needle, option.click))
         wait_for_app(page)
     lines.append(summary("setting (padding)", settings))
@@ -158,7 +158,7 @@ def in_page_actions(base: str, browser, repeat: int) -> list[str]:
     buttons = []
     for i in range(repeat):
         label, needle = ("Conv block", counts["grown"]) if i % 2 == 0 else ("Remove last", counts["base"])
-        button = page.get_by_role("button", name=label, exact=True).first
+        button = page.get_by_role("button").filter(has_text=label).first
         buttons.append(measure(page, needle, button.click))
         wait_for_app(page)
     lines.append(summary("builder button", buttons))
