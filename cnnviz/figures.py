@@ -101,7 +101,9 @@ def grid_spec(grid: torch.Tensor, title: str = "", *,
                        "line": {"color": HIGHLIGHT, "width": 4}})
     margin_top = 34 if title else 6
     layout = {
-        "shapes": shapes, "width": cols * cell_px + 12, "height": rows * cell_px + margin_top + 8,
+        # wide enough for its title too (the grid stays square and centred: constrain="domain")
+        "shapes": shapes, "width": max(cols * cell_px + 12, 9 * len(title) + 12 if title else 0),
+        "height": rows * cell_px + margin_top + 8,
         "margin": {"l": 6, "r": 6, "t": margin_top, "b": 6}, "plot_bgcolor": "white",
         "paper_bgcolor": "rgba(0,0,0,0)",
         "xaxis": {"visible": False, "range": [-0.5, cols - 0.5], "constrain": "domain"},

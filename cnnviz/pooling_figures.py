@@ -8,7 +8,7 @@ import torch
 
 from . import notation
 from .conv import Convolution
-from .figures import grid_spec, grids_side_by_side, lab_cell_px
+from .figures import grid_spec, lab_cell_px
 from .pictures import symmetric_bound
 from .pooling import Pooling, flatten, global_average_pool
 
@@ -18,9 +18,10 @@ def _range(*tensors: torch.Tensor) -> tuple[float, float]:
     return -bound, bound
 
 
-def halving_spec(channel: torch.Tensor, weights: torch.Tensor) -> tuple[dict, Pooling, Pooling, Convolution]:
+def halving_spec(channel: torch.Tensor, weights: torch.Tensor) -> tuple[list[dict], Pooling, Pooling, Convolution]:
     """One m×l channel through 2×2 max pooling, 2×2 mean pooling and a 2×2 convolution with stride 2
-    (weights `weights`, bias 0), side by side on one colour scale; with the three layers."""
+    (weights `weights`, bias 0), on one colour scale: four grids (a page lays them out side by side,
+    wrapping on a phone); with the three layers."""
     max_pool = Pooling.make(channel, "max", 2, 2)
     mean_pool = Pooling.make(channel, "mean", 2, 2)
     conv = Convolution.make(channel, weights, padding=0, stride=2)
@@ -31,12 +32,12 @@ def halving_spec(channel: torch.Tensor, weights: torch.Tensor) -> tuple[dict, Po
     columns = [[grid_spec(channel, f"Input {notation.grid(m, l)}", value_range=value_range, cell_px=px)]]
     for title, out in zip(("Max pooling", "Mean pooling", "Strided conv"), outputs):
         columns.append([grid_spec(out, f"{title} {notation.grid(*out.shape)}", value_range=value_range, cell_px=px)])
-    return grids_side_by_side(columns, gap_px=40), max_pool, mean_pool, conv
+    return [column[0] for column in columns], max_pool, mean_pool, conv
 
 
 def flatten_gap_spec(tensor: torch.Tensor, channel: int) -> dict:
-    """A small m×l×d tensor channel by channel (the chosen channel framed), its flattening into
-    m·l·d numbers, and its global average pooling into d numbers (the chosen one marked)."""
+    """A small m×l×d tensor channel by channel (a grid per channel, the chosen one framed), its flattening
+    into m·l·d numbers, and its global average pooling into d numbers (the chosen one marked)."""
     d, m, l = tensor.shape
     value_range = _range(tensor)
     channels = [grid_spec(tensor[c], f"x[·, ·, {c + 1}]", value_range=value_range, cell_px=40,
@@ -47,5 +48,4 @@ def flatten_gap_spec(tensor: torch.Tensor, channel: int) -> dict:
                           value_range=value_range, cell_px=flat_px)
     gap_grid = grid_spec(gap[None], f"GAP: 1×1×{d}", value_range=value_range,
                          cell_px=max(40, 60 - 5 * d), marked=(0, channel))
-    top = grids_side_by_side([[spec] for spec in channels], gap_px=20)
-    return {"channels": top, "flat": flat_grid, "gap": gap_grid}
+    return {"channels": channels, "flat": flat_grid, "gap": gap_grid}

@@ -14,7 +14,7 @@ from ui.client_stepper import client_stepper
 from ui.grid_editor import GridEditor, channels_parser, random_size_inputs
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting, section
-from ui.show import chart
+from ui.show import chart, charts_in_a_row
 from ui.state import Param, UrlState, int_in, one_of
 
 MAX_KERNEL, MAX_STRIDE, MAX_CHANNELS = 6, 6, 3
@@ -246,7 +246,7 @@ def three_ways_to_halve() -> None:
                                          on_change=on_weight)
             for name in WEIGHT_PRESETS:
                 st.button(name, key=f"pool.preset.{name}", on_click=on_weight_preset, args=(name,), width="stretch")
-        chart(halving, key="pool.fig.halving", where=figures)
+        charts_in_a_row(halving, key="pool.fig.halving", where=figures)
         figures.markdown(
             "- **Max** keeps the strongest response in each window: *whether* a feature occurred nearby, not exactly where.\n"
             "- **Mean** keeps each window's average: every input counts, a single strong response is diluted.\n"
@@ -286,7 +286,7 @@ def flatten_versus_gap() -> None:
     counts = HeadCounts(*VGG_LAST_POOL, state["units"])
     left, right = st.columns([3, 2]) if PRESENTING else (st.container(), st.container())
     with left:
-        chart(pictures["channels"], key="pool.fig.tensor")
+        charts_in_a_row(pictures["channels"], key="pool.fig.tensor")
         chart(pictures["flat"], key="pool.fig.flat")
         if not PRESENTING:
             st.caption(f"In torch's order: channel 1 row by row, then channel 2, … — all {gm * gl * gd} numbers are "

@@ -64,6 +64,14 @@ def chart(figure: dict[str, Any] | go.Figure, *, key: str | None = None, where: 
                        selection_mode=selection_mode, width=width)
 
 
+def charts_in_a_row(figures: list, key: str, where: Any = st) -> None:
+    """Figures side by side at their own sizes, wrapping onto the next line on a narrow screen
+    (a phone) instead of being squeezed into one chart."""
+    with where.container(horizontal=True, gap="medium"):
+        for i, figure in enumerate(figures):
+            chart(figure, key=f"{key}.{i}", width="content")
+
+
 def arithmetic_html(lines: list[tuple[str, str]]) -> str:
     """The HTML table `arithmetic` draws; escaped, so typed numbers can't inject HTML."""
     rows = "".join(
