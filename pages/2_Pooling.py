@@ -137,7 +137,7 @@ if x.shape[0] != state["channels"]:
     x = fit_input_channels(x, state["channels"])
     state["x"] = grids.encode_channels(x)
     inputs.fill(x)
-if not inputs.filled(x.shape):
+if state.reseeded or not inputs.filled(x.shape):
     inputs.fill(x)
 if any(f"pool.cw.{i}.{j}" not in st.session_state for i in range(2) for j in range(2)):
     fill_weight_inputs()

@@ -83,3 +83,19 @@ def test_page_down_walks_the_tour_and_the_qr_code_opens_the_same_state(fresh_ser
     assert "present" not in student.url and "stop" not in student.url  # the state, not the presenter's view
     wait_for_text(student, "The prediction")
     student.close()
+
+
+def test_at_the_last_step_the_arrow_moves_on_to_the_next_example(fresh_server, browser_page):
+    server = fresh_server()
+    browser_page.set_viewport_size({"width": 1280, "height": 720})
+    browser_page.goto(server.url + stop_link(0, present="1"))  # the padded convolution: 16 steps
+    wait_for_app(browser_page)
+    wait_for_text(browser_page, TOUR[0].title)
+    browser_page.locator('[data-testid="stBidiComponentIsolated"]').locator("[data-act=last]").first.click()
+    browser_page.keyboard.press("ArrowRight")  # past the last output: the tour's next stop
+    wait_for_text(browser_page, f"2/{len(TOUR)} · {TOUR[1].title}")
+    wait_for_app(browser_page)
+    assert "ex=no-padding" in browser_page.url and "stop=2" in browser_page.url and "present=1" in browser_page.url
+    browser_page.keyboard.press("Home")
+    browser_page.keyboard.press("ArrowLeft")  # before the first output: back to the previous stop
+    wait_for_text(browser_page, f"1/{len(TOUR)} · {TOUR[0].title}")

@@ -157,3 +157,13 @@ def test_state_keeps_the_apps_own_parameters_in_the_link():
     at = run_state(present="1", room="K7P2", n="5")
     at.number_input(key="t.n").set_value(6).run()
     assert dict(at.query_params) == {"n": ["6"], "double": ["10"], "present": ["1"], "room": ["K7P2"]}
+
+
+def test_a_move_to_a_link_takes_the_whole_state_from_it():
+    from ui.state import RESEED_KEY
+    at = run_state(n="5", kind="mean")
+    at.session_state[RESEED_KEY] = True  # what the lecture tour sets before st.switch_page
+    at.query_params.clear()
+    at.query_params["kind"] = "max"
+    at.run()
+    assert at.markdown[0].value == "n=3 kind=max double=6 on=False"  # n back to its default: the link omits it

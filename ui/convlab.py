@@ -153,7 +153,7 @@ class ConvLab:
     def sync_widgets(self) -> None:
         """Point the size controls at the state (a link or an edit may have changed it)."""
         x, w, _ = self.tensors()
-        if not (self.inputs.filled(x.shape) and self.filters.filled(w.shape)):
+        if self.state.reseeded or not (self.inputs.filled(x.shape) and self.filters.filled(w.shape)):
             self.fill_boxes()
         st.session_state["conv.ex_pick"] = self.state["ex"]
         st.session_state["conv.k"] = w.shape[-1]

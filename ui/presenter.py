@@ -22,6 +22,7 @@ from cnnviz.links import LINKS
 from cnnviz.tour import TOUR, neighbour, stop_query
 
 from .show import Component
+from .state import reseed_from_link
 
 PRESENT, STOP = "present", "stop"
 _HERE = Path(__file__).resolve().parent / "components"
@@ -70,6 +71,7 @@ def go_to_stop(index: int | None) -> None:
     if index is None:
         return
     stop = TOUR[index]
+    reseed_from_link()
     st.switch_page(f"pages/{stop.page}", query_params=stop_query(index, **_app_params()))
 
 

@@ -73,6 +73,15 @@ def show_flag(value: bool) -> str:
     return "1" if value else "0"
 
 
+RESEED_KEY = "_url_reseed"  # set by a move to a link (reseed_from_link) for the next page run
+
+
+def reseed_from_link() -> None:
+    """Make the next page run take its whole state from the link it is switched to (st.switch_page
+    within one session would otherwise keep the values the page had)."""
+    st.session_state[RESEED_KEY] = True
+
+
 # Query parameters that belong to the whole app, not to a page: every page keeps them in its link.
 APP_PARAMS = ("present", "room", "stop")
 
@@ -87,6 +96,13 @@ class UrlState:
         # Widget keys vanish from session_state when their page is not shown; the shadow
         # copy brings a page back as the student left it when they return to it.
         shadow = st.session_state.setdefault("_url_shadow", {}).setdefault(page, {})
+        # After an in-app move to a link (the lecture tour, which keeps the session), the link is the
+        # page's whole state: what it does not say is the default, not what the page showed before.
+        self.reseeded = bool(st.session_state.pop(RESEED_KEY, False))
+        if self.reseeded:
+            shadow.clear()
+            for p in params:
+                st.session_state.pop(self.key(p.name), None)
         for p in params:
             key = self.key(p.name)
             if key in st.session_state:
