@@ -34,6 +34,8 @@ TOUR: tuple[Stop, ...] = (
          {"ex": "two-channels"}),
     Stop("Two filters, two output channels", "Convolution Layer: more than one filter", "1_Convolution.py",
          {"ex": "two-filters"}),
+    Stop("Local connectivity and parameter sharing", "Convolution Layers: Graph Representation",
+         "1_Convolution.py", section="graph"),
     Stop("What a convolution layer costs", "Convolution Layers: Parameters and Compute Operations",
          "1_Convolution.py", {"ex": "two-filters"}, section="costs"),
     Stop("Max pooling", "Pooling Layers: max-pooling with kernel size 2×2, stride 2", "2_Pooling.py"),

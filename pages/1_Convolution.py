@@ -5,7 +5,7 @@ import streamlit as st
 from cnnviz import notation
 from cnnviz.conv import ConvError, Geometry, output_size_formula
 from ui.client_stepper import client_stepper
-from ui.convlab import STATE, ConvLab
+from ui.convlab import STATE, ConvLab, draw_connectivity
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
 from ui.presenter import controls, presenting, section
@@ -51,8 +51,19 @@ if isinstance(layer, ConvError):
         pass
 
 if layer is not None:
-    if SECTION != "costs":
+    if SECTION not in ("costs", "graph"):
         client_stepper(state, "step", layer, key="conv.stepper", present=PRESENTING)
+
+    if not PRESENTING or SECTION == "graph":
+        if not PRESENTING:
+            st.subheader("Local connectivity and parameter sharing")
+        st.markdown(
+            "" if PRESENTING else
+            "The lecture's graph representation, for one row of the input: a **fully connected** layer joins "
+            "every output unit to every input, each connection with a weight of its own; a **convolution** joins "
+            "a unit only to the k inputs under its window (*local connectivity*), and every unit uses the same k "
+            "weights: the same colour is the same weight (*parameter sharing*).")
+        draw_connectivity(layer, height_px=260 if PRESENTING else 330)
 
     geometry, counts = layer.geometry, layer.counts
     if PRESENTING and SECTION != "costs":

@@ -48,7 +48,7 @@ def test_each_stop_fits_the_projector_without_scrolling(fresh_server, browser_pa
 def test_page_down_walks_the_tour_and_the_qr_code_opens_the_same_state(fresh_server, browser_page):
     server = fresh_server()
     browser_page.set_viewport_size({"width": 1280, "height": 720})
-    last = len(TOUR) - 1
+    last = next(i for i, stop in enumerate(TOUR) if stop.page == "7_Classify_an_image.py")  # softmax
     browser_page.goto(server.url + stop_link(last - 1, present="1"))  # the VGG-16 walk-through
     wait_for_app(browser_page)
     wait_for_text(browser_page, TOUR[last - 1].title)

@@ -270,3 +270,42 @@ class ConvLab:
                 st.selectbox(f"Preset for filter {f + 1}", list(FILTER_PRESETS), index=None, key=f"conv.preset.{f}",
                              on_change=self.on_preset, args=(f,), placeholder="choose…")
         self.inputs.show_error()
+
+
+# ---- local connectivity and parameter sharing (the lecture's graph slides)
+
+def draw_connectivity(layer: Convolution, where=st, height_px: int = 330) -> None:
+    """The lab's layer as the lecture's graph: one row of its input, a fully connected layer beside the
+    convolution, the connections of a chosen output unit; and what the two cost, for the lecture's
+    sizes and for the lab's own layer."""
+    from cnnviz import notation
+    from cnnviz.connectivity import LECTURE_FILTERS, LECTURE_INPUT, LECTURE_KERNEL, LayerComparison, graph_figure
+
+    from .show import chart
+
+    x, w = layer.x, layer.weight
+    geometry = layer.geometry
+    pad = geometry.padding.left
+    n_in, k = x.shape[2], geometry.kernel
+    n_out = layer.out_shape[2]
+    units = list(range(1, n_out + 1))
+    if st.session_state.get("conv.graph_unit") not in units:
+        st.session_state["conv.graph_unit"] = units[len(units) // 2]
+    where.segmented_control("Output unit", units, key="conv.graph_unit", required=True,
+                            format_func=lambda u: f"h{u}", help="Its connections are drawn bold.")
+    chart(graph_figure(n_in, k, st.session_state["conv.graph_unit"] - 1, padding=pad, height_px=height_px),
+          key="conv.fig.graph",
+          where=where)
+    lecture = LayerComparison.make(LECTURE_INPUT, LECTURE_KERNEL, LECTURE_FILTERS)
+    own = LayerComparison.make(tuple(x.shape), k, w.shape[0], pad, geometry.stride, geometry.dilation)
+
+    def lines(c: LayerComparison, what: str) -> str:
+        return (f"**{what}**: {notation.shape(c.in_shape)} in, {notation.shape(c.out_shape)} out\n\n"
+                + "".join(f"- {name}: {formula} = **{notation.count(value)}**\n" for name, formula, value
+                          in c.formulas())
+                + f"\n{notation.count(c.connections_per_unit[1])} connections per output unit instead of "
+                  f"{notation.count(c.connections_per_unit[0])}; **{c.ratio:,.0f}×** fewer parameters.")
+
+    from .show import boxes
+    boxes(lines(lecture, f"The lecture's example ({notation.kernel(LECTURE_KERNEL, 3)} filter)"),
+          lines(own, "This lab's layer (same input and output sizes)"))
