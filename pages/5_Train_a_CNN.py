@@ -58,7 +58,10 @@ st.markdown(
     "is trained by **stochastic gradient descent**: the cross-entropy loss on a small batch of images, its "
     "gradient by automatic differentiation, a step downhill, and again. The page's default optimizer is "
     "**Adam**, SGD's common variant that adapts the step size of every weight; choose plain **SGD with "
-    "momentum** below to train exactly as the lecture says. Build a network, start the training, and watch it learn."
+    "momentum** below to train exactly as the lecture says. The whole network is trained at once, directly from "
+    "labelled images (*end-to-end training*): its convolutions learn the features (*representation learning*, "
+    "see their filters below) and its last layer the classification from them. Build a network, start the "
+    "training, and watch it learn."
 )
 
 with controls("The network and the training settings"):
