@@ -6,6 +6,7 @@ from cnnviz import notation
 from cnnviz.conv import ConvError, Geometry, output_size_formula
 from ui.client_stepper import client_stepper
 from ui.convlab import STATE, ConvLab, draw_connectivity
+from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
 from ui.presenter import controls, presenting, section
@@ -108,4 +109,5 @@ elif photo is not None:
                    width="stretch", output_format="PNG")
         chart(view.map_spec, where=right)
 
+your_turn("1_Convolution.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()

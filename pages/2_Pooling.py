@@ -11,6 +11,7 @@ from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
 from cnnviz.pooling import HeadCounts, Pooling, gap_formula, pool_output_size_formula, unseen_count
 from cnnviz.pooling_figures import flatten_gap_spec, halving_spec
 from ui.client_stepper import client_stepper
+from ui.exercises import your_turn
 from ui.grid_editor import GridEditor, channels_parser, random_size_inputs
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting, section
@@ -326,5 +327,6 @@ else:
     strided_convolution()
     three_ways_to_halve()
     flatten_versus_gap()
+    your_turn("2_Pooling.py")  # the lesson's questions, their seeds in the link (q=…)
     st.page_link("pages/3_Stacking_layers.py", label="Next: stack these layers into a network", icon=":material/stacks:")
 state.sync()

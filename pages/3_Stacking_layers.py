@@ -6,6 +6,7 @@ import streamlit as st
 from cnnviz import notation
 from cnnviz.network import INPUT_CHOICES, LECTURE_STACK, unit_receptive_field
 from cnnviz.network_figures import receptive_field_figure, spatial_layers
+from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
 from ui.show import chart, gallery
@@ -107,4 +108,5 @@ if infos is not None:
                                      f"Layer {chosen.number}, unit (row {state['rfr']}, column {state['rfc']})",
                                      width_px=380), key="stack.fig.rf", where=show)
 
+your_turn("3_Stacking_layers.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()

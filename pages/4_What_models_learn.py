@@ -11,6 +11,7 @@ from cnnviz.learn_figures import (class_examples_figure, comparison_figure, hist
                                   score_bars_figure)
 from cnnviz.notation import count, number, percent, seconds, shape, term
 from ui import datasets
+from ui.exercises import your_turn
 from ui.learn_models import trained
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
@@ -325,4 +326,5 @@ else:
                                 cell_px=62 if columns == 5 else 72), key=f"learn.fig.side{i}", where=col)
     cifar_note()
 
+your_turn("4_What_models_learn.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()

@@ -11,6 +11,7 @@ from cnnviz.network import StackError
 from cnnviz.train import (BATCH_SIZES, DEFAULT_LR, DEFAULT_STACK, LEARNING_RATES, MAX_PAGE_SHIFT, PAGE_MAX_EPOCHS,
                           TrainConfig, TrainError, available_devices, check_memory, device_label, pick_device)
 from ui import datasets
+from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
 from ui.stack import StackBuilder
@@ -168,4 +169,5 @@ if running or waiting:
     st.caption(f"On this server now: {running} training run{'s' if running != 1 else ''} on "
                f"{devices[0].upper()}, {waiting} waiting.")
 
+your_turn("5_Train_a_CNN.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()

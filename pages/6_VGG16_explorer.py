@@ -21,6 +21,7 @@ from cnnviz.summary import (
     summarize_stack,
     walkthrough,
 )
+from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.presenter import presenting
 from ui.show import arithmetic, chart
@@ -318,4 +319,5 @@ with st.expander("For your slides: the same table from the command line", icon="
     st.caption("`--json` prints one layer per line: name, label, type, output_shape (C, H, W), params, macs, "
                "macs_without_bias, flops, activation_bytes.")
 
+your_turn("6_VGG16_explorer.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()

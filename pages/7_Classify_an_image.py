@@ -7,6 +7,7 @@ import streamlit as st
 from cnnviz import classify, notation
 from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
 from cnnviz.classify_figures import activation_grid_image, softmax_figure, strength_figure, top_k_figure
+from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
 from ui.show import arithmetic, chart
@@ -285,4 +286,5 @@ st.dataframe(rows, hide_index=True, width="stretch", height=min(400, 38 + 35 * l
              column_config={"numbers": st.column_config.NumberColumn(format="localized"),
                             "parameters": st.column_config.NumberColumn(format="localized")})
 
+your_turn("7_Classify_an_image.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()

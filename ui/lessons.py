@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import presenter
+from ui.exercises import hall_question
 from ui.room import lecture_hall
 from ui.training import publish_finished_job
 
@@ -103,4 +104,5 @@ def page_setup(page_file: str, stepper_sections: tuple[str, ...] = ()) -> Lesson
         st.title(lesson.title)
         st.caption(f"Lecture: *{lesson.slides}*")
     lecture_hall()  # presenter rooms: publish this page to the hall, or follow a room's presenter
+    hall_question(page_file)  # a question put to the hall: the presenter view's whole screen, a student's top box
     return lesson

@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import segno
 import streamlit as st
 
+from cnnviz.exercises import lesson_kinds
 from cnnviz.links import LINKS
 from cnnviz.tour import TOUR, neighbour, stop_query
 
@@ -97,6 +98,10 @@ def presenter_bar(page_file: str, title: str, has_stepper: bool = False) -> None
         if st.button("▶", key="present.next", disabled=after is None,
                      help="Next example (Page Down, or → after the last step)"):
             go_to_stop(after)
+        if lesson_kinds(page_file) and "ask" not in st.query_params:  # ui.exercises: a question for the hall
+            st.button("Ask the hall", icon=":material/quiz:", key="present.ask", on_click=_ask_the_hall,
+                      args=(page_file,), help="Put a \"Your turn\" question on the screen, its answer hidden "
+                                              "until you reveal it; a room takes it to the students' phones")
         st.button("Share", icon=":material/qr_code_2:", key="present.share",
                   on_click=st.session_state.__setitem__, args=("present.sharing", True),
                   help="A QR code and a short link of exactly this state")
@@ -107,6 +112,12 @@ def presenter_bar(page_file: str, title: str, has_stepper: bool = False) -> None
     direction = keys.go if keys is not None else None
     if direction in ("next", "previous"):
         go_to_stop(after if direction == "next" else before)
+
+
+def _ask_the_hall(page_file: str) -> None:
+    from ui.exercises import ask_the_hall  # ui.exercises draws with this module's helpers
+
+    ask_the_hall(page_file)
 
 
 def controls(label: str = "Settings"):

@@ -83,7 +83,12 @@ def reseed_from_link() -> None:
 
 
 # Query parameters that belong to the whole app, not to a page: every page keeps them in its link.
-APP_PARAMS = ("present", "room", "stop")
+# They are each visitor's own: a room does not publish them (ui.room, cnnviz.rooms). "q": the visitor's
+# own "Your turn" question (ui.exercises).
+APP_PARAMS = ("present", "room", "stop", "q")
+# Kept in every page's link as well, but part of what a room publishes: a question the presenter put to the
+# hall ("ask") and whether its answer is shown ("reveal"), so the hall's phones follow them (ui.exercises).
+HALL_PARAMS = ("ask", "reveal")
 
 
 class UrlState:
@@ -145,10 +150,12 @@ class UrlState:
 
     def sync(self) -> None:
         """Mirror the state into the URL (only what differs from the defaults) and the shadow.
-        The app-wide parameters (APP_PARAMS: the presenter view, the room followed) stay as they are."""
+        The app-wide parameters (APP_PARAMS: the presenter view, the room followed; HALL_PARAMS: the hall's
+        question) stay as they are."""
         shadow = st.session_state["_url_shadow"][self.page]
         shadow.update({name: self[name] for name in self.params})
-        query = {**self.as_query(), **{k: st.query_params[k] for k in APP_PARAMS if k in st.query_params}}
+        kept = {k: st.query_params[k] for k in (*APP_PARAMS, *HALL_PARAMS) if k in st.query_params}
+        query = {**self.as_query(), **kept}
         if dict(st.query_params) != query:
             st.query_params.from_dict(query)
         if st.session_state.get("present.sharing"):  # the presenter asked for this state's link and QR code
