@@ -17,7 +17,8 @@ from cnnviz.conv import Convolution
 from cnnviz.examples import CONV_EXAMPLES, LECTURE_POOLING_INPUT, random_grid
 from cnnviz.notation import number, term
 from cnnviz.pooling import Pooling
-from cnnviz.stepping import GRID_DIGITS, conv_steps, pool_steps
+from cnnviz.sgd import GradientStep, seeded_target
+from cnnviz.stepping import GRID_DIGITS, MAX_TERMS, conv_steps, pool_steps, sgd_steps
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
 
@@ -134,6 +135,9 @@ def test_every_convolution_step_matches_torch(d, filters, k, padding, stride, di
                      if not (p.top <= r < padded.shape[1] - p.bottom and p.left <= c < padded.shape[2] - p.right)}
     assert set(data["inputs"]["padding"]) == padding_cells
 
+    # What a guess is compared with in predict mode: each step's output value, and as the page writes it.
+    assert data["answers"] == pytest.approx(expected.flatten().tolist(), abs=1e-9)
+    assert data["answer_labels"] == [number(v) for v in expected.flatten().tolist()]
     for index in range(layer.n_steps):
         step = layer.step(index)
         f, row, col = step.filter, step.row, step.col
@@ -163,6 +167,8 @@ def test_every_pooling_step_matches_torch(kind, op, d, k, s, m, l):
     assert data["count"] == expected.numel()
     assert [g["labels"] for g in data["outputs"]["grids"]] == [
         [number(v, GRID_DIGITS) for v in expected[c].flatten().tolist()] for c in range(d)]
+    assert data["answers"] == pytest.approx(expected.flatten().tolist(), abs=1e-9)
+    assert data["answer_labels"] == [number(v) for v in expected.flatten().tolist()]
     positions = len(data["windows"])
     for index in range(layer.n_steps):
         channel, position = divmod(index, positions)
@@ -235,3 +241,139 @@ def test_labels_and_colours_cover_every_cell(d, k):
             assert max(grid["colours"]) < len(data["palette"])
     for f in data["filters"]:
         assert all(len(s["labels"]) == k * k for s in f["slices"]) and len(f["slices"]) == d
+
+
+# ---------------------------------------------------------------- predict mode's answers
+
+
+def test_the_answers_are_the_lectures_outputs_exactly():
+    data = conv_steps(lecture_layer())
+    assert data["answers"][:4] == [2, -4, 7, 5] and all(isinstance(a, float) for a in data["answers"])
+    assert data["answer_labels"][:4] == ["2", "−4", "7", "5"]
+    assert data["predict_hint"].startswith("What does it come to? The filter's 9 weights")
+    pooled = pool_steps(Pooling.make(LECTURE_POOLING_INPUT, "mean", 2, 2))
+    assert pooled["answers"] == [1.0, 0.75, 1.0, -2.25] and pooled["answer_labels"][1] == "0.75"
+    # Float noise is gone (0.1·3 is 0.30000000000000004): an exact comparison of a typed 0.3 can work.
+    noisy = Convolution.make(torch.tensor([[[0.1, 0.1], [0.1, 0.0]]], dtype=torch.float64),
+                             torch.ones(1, 1, 2, 2, dtype=torch.float64))
+    assert float(noisy.output) != 0.3 and conv_steps(noisy)["answers"] == [0.3]
+
+
+# ---------------------------------------------------------------- one step of gradient descent (the "grids" kind)
+
+
+def figures(data: dict) -> list[dict]:
+    """The figures by number, as the browser numbers them: groups, then sets, then figures."""
+    return [figure for group in data["groups"] for each in group["sets"] for figure in each["figures"]]
+
+
+def line_text(data: dict, line: list) -> str:
+    label, ids, tail = line
+    return " + ".join(data["terms"][i] for i in ids) + tail
+
+
+def autograd(layer: Convolution, target: torch.Tensor, learning_rate: float):
+    weight, bias = layer.weight.clone().requires_grad_(True), layer.bias.clone().requires_grad_(True)
+    p = layer.geometry.padding
+    padded = F.pad(layer.x, (p.left, p.right, p.top, p.bottom))[None]
+    y = F.conv2d(padded, weight, bias, stride=layer.geometry.stride, dilation=layer.geometry.dilation)[0]
+    (0.5 * ((y - target) ** 2).sum()).backward()
+    return weight.grad, bias.grad, weight.detach() - learning_rate * weight.grad, bias.detach() - learning_rate * bias.grad
+
+
+def test_the_lecture_examples_gradient_step_by_step():
+    layer = lecture_layer()
+    step = GradientStep.make(layer, seeded_target(layer.out_shape, 0), 0.01)
+    data = sgd_steps(step)
+    weight_grad, bias_grad, new_weight, new_bias = autograd(layer, step.target, 0.01)
+    assert data["kind"] == "grids" and data["count"] == 10
+    assert data["captions"][0] == "∂L/∂w at row 1, column 1" and data["captions"][9] == "∂L/∂b"
+    # The top-left weight met the padding in the first row and column; ∂L/∂y = y − T starts 2 − 1 = 1.
+    y_grad = (layer.output - step.target)[0].flatten().tolist()
+    touched = layer.padded[0, 0:4, 0:4].flatten().tolist()
+    assert line_text(data, data["lines"][0][0]) == (
+        " + ".join(f"{term(g)}·{term(x)}" for g, x in zip(y_grad, touched)) + f" = {number(weight_grad[0, 0, 0, 0])}")
+    assert line_text(data, data["lines"][0][0]).startswith("1·0 + (−4)·0 + 10·0 + 6·0 + 7·0 + 11·1 + (−4)·2 + ")
+    assert line_text(data, data["lines"][0][0]).endswith(" = −5")
+    assert line_text(data, data["lines"][0][1]) == (
+        f"w − η·∂L/∂w = 1 − 0.01·{term(weight_grad[0, 0, 0, 0])} = {number(new_weight[0, 0, 0, 0])}")
+    assert line_text(data, data["lines"][9][0]) == " + ".join(term(g) for g in y_grad) + f" = {number(bias_grad[0])}"
+    assert line_text(data, data["lines"][9][1]) == f"b − η·∂L/∂b = 1 − 0.01·{term(bias_grad[0])} = {number(new_bias[0])}"
+    assert data["answers"] == [*weight_grad.flatten().tolist(), float(bias_grad[0])]
+    # Figures: the padded input, ∂L/∂y, the filter's gradient (its slice and bias), the updated filter.
+    titles = [f["title"] for f in figures(data)]
+    assert titles == ["Input channel 1 (padded)", "", "", "∂L/∂b", "", "b − 0.01·∂L/∂b"]
+    assert [s["title"] for g in data["groups"] for s in g["sets"]] == ["", "∂L/∂y = y − T", "∂L/∂w", "w − 0.01·∂L/∂w"]
+    assert figures(data)[1]["labels"] == [number(v, GRID_DIGITS) for v in y_grad]
+    assert data["outline"][0] == [[0, 0], [1, 9]] and data["windows"][9] == list(range(16))
+    assert data["windows"][0] == [r * 6 + c for r in range(4) for c in range(4)]  # rows and columns 0-3 of 6×6
+    assert data["windows"][4] == [r * 6 + c for r in range(1, 5) for c in range(1, 5)]  # the centre weight
+    assert data["compute"][4] == [[2, 4], [4, 4]] and data["compute"][9] == [[3, 0], [5, 0]]
+    assert figures(data)[4]["labels"] == [number(v, GRID_DIGITS) for v in new_weight.flatten().tolist()]
+    assert figures(data)[2]["fills"] and "fills" not in figures(data)[0]
+
+
+SGD_CASES = [  # (d, d', k, padding, stride, dilation, m, l)
+    (2, 3, 3, 1, 1, 1, 5, 5), (3, 2, 2, 0, 2, 1, 7, 6), (1, 4, 3, 2, 3, 2, 8, 8), (6, 1, 1, 0, 1, 1, 4, 3),
+    (2, 2, 3, "same", 1, 2, 6, 7), (4, 2, 5, 0, 1, 1, 9, 9),
+]
+
+
+@pytest.mark.parametrize("d, filters, k, padding, stride, dilation, m, l", SGD_CASES)
+def test_every_gradient_step_matches_autograd(d, filters, k, padding, stride, dilation, m, l):
+    gen = torch.Generator().manual_seed(zlib.crc32(repr(("sgd", d, filters, k, padding, stride)).encode()))
+    x = torch.randint(-3, 4, (d, m, l), generator=gen).to(torch.float64)
+    w = torch.randint(-2, 3, (filters, d, k, k), generator=gen).to(torch.float64) / 2
+    b = torch.randn(filters, generator=gen, dtype=torch.float64)
+    layer = Convolution.make(x, w, b, padding=padding, stride=stride, dilation=dilation)
+    step = GradientStep.make(layer, seeded_target(layer.out_shape, 3), 0.003)
+    data = sgd_steps(step)
+    assert plain(data) and json.loads(json.dumps(data)) == data
+    weight_grad, bias_grad, new_weight, new_bias = autograd(layer, step.target, 0.003)
+    shown = figures(data)
+    assert len(shown) == d + filters + 2 * filters * (d + 1)
+    assert data["count"] == filters * (d * k * k + 1) == len(data["lines"]) == len(data["answers"])
+    padded = layer.padded
+    width = padded.shape[2]
+    for index in range(data["count"]):
+        f, c, i, j = step.parameter(index)
+        assert data["sets"][index] == f
+        y_grad = (layer.output[f] - step.target[f]).flatten().tolist()
+        if c is None:
+            gradient, new, products = float(bias_grad[f]), float(new_bias[f]), [term(g) for g in y_grad]
+            cell = 0
+        else:
+            gradient, new = float(weight_grad[f, c, i, j]), float(new_weight[f, c, i, j])
+            rows = [i * dilation + p * stride for p in range(layer.out_shape[1])]
+            cols = [j * dilation + q * stride for q in range(layer.out_shape[2])]
+            touched = padded[c][rows][:, cols].flatten().tolist()
+            products = [f"{term(g)}·{term(v)}" for g, v in zip(y_grad, touched)]
+            assert [data["windows"][window] for figure, window in data["outline"][index] if figure == c] == [
+                [r * width + col for r in rows for col in cols]]
+            cell = i * k + j
+        assert data["answers"][index] == pytest.approx(gradient, abs=1e-9)
+        assert data["answer_labels"][index] == number(gradient)
+        gradient_line, update_line = data["lines"][index]
+        assert [data["terms"][t] for t in gradient_line[1]] == products[:MAX_TERMS]
+        assert gradient_line[2].endswith(f" = {number(gradient)}")
+        # torch's update, written as the engine rounds its own (a value on a rounding edge may differ in an ulp)
+        engine_new = float(step.new_bias[f] if c is None else step.new_weight[f, c, i, j])
+        assert engine_new == pytest.approx(new, abs=1e-12)
+        assert line_text(data, update_line).endswith(f"·{term(gradient)} = {number(engine_new)}")
+        (gradient_figure, at), (updated_figure, at_too) = data["compute"][index]
+        assert at == at_too == cell
+        assert shown[gradient_figure]["labels"][cell] == number(gradient, GRID_DIGITS)
+        assert shown[updated_figure]["labels"][cell] == number(engine_new, GRID_DIGITS)
+        assert data["outline"][index][-1] == [d + f, len(data["windows"]) - 1]  # all of ∂L/∂y of this filter
+
+
+def test_a_long_sum_says_how_many_terms_it_left_out_and_the_payload_stays_small():
+    x = random_grid(6, 16, 16, seed=1)
+    layer = Convolution.make(x, random_grid(24, 3, 3, seed=2).reshape(4, 6, 3, 3), torch.zeros(4, dtype=torch.float64),
+                             padding=1)
+    step = GradientStep.make(layer, seeded_target(layer.out_shape, 1), 0.001)
+    data = sgd_steps(step)
+    assert data["count"] == 4 * (6 * 9 + 1)
+    label, ids, tail = data["lines"][0][0]
+    assert len(ids) == MAX_TERMS and tail == f" + … ({256 - MAX_TERMS} more) = {number(step.weight_grad[0, 0, 0, 0])}"
+    assert len(json.dumps(data).encode()) < 250_000
