@@ -667,6 +667,8 @@ INPUT_CHOICES: dict[str, tuple[tuple[int, int, int], str]] = {
     "32": (CIFAR, "CIFAR-10"),
     "64": ((3, 64, 64), "small photo"),
     "128": ((3, 128, 128), "photo"),
+    # More than 3 channels, as the lecture says hyperspectral images have: one per band of wavelengths.
+    "hyper64": ((10, 64, 64), "hyperspectral, 10 bands"),
 }
 STACK_PRESETS: dict[str, Preset] = {
     "Tiny CNN (Fashion-MNIST)": Preset("conv3x8,relu,maxpool2,conv3x16,relu,maxpool2,flatten,fc10", FASHION),

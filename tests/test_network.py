@@ -201,6 +201,24 @@ def test_random_stacks_match_torch():
         check_against_torch(specs, in_shape)
 
 
+@pytest.mark.parametrize("d", [1, 3, 4, 6, 10, 16])
+def test_the_first_convs_counts_follow_the_inputs_channels(d):
+    """d′(k²d + 1) parameters for the first conv, whatever d is: grey, RGB, or more than 3 (hyperspectral)."""
+    info = analyse(parse_stack("conv3x16,relu,maxpool2,conv5x8"), (d, 32, 32))[0]
+    assert info.params == 16 * (3 * 3 * d + 1) == sum(p.numel() for p in nn.Conv2d(d, 16, 3).parameters())
+    assert info.multiply_adds == 32 * 32 * 16 * (3 * 3 * d + 1)  # padding 1 keeps 32×32
+    check_against_torch(parse_stack("conv3x16,relu,maxpool2,conv5x8"), (d, 32, 32))
+
+
+def test_the_builders_offer_a_hyperspectral_input():
+    shape, name = network.INPUT_CHOICES["hyper64"]
+    assert shape == (10, 64, 64) and "hyperspectral" in name  # the lecture's d > 3
+    infos = check_against_torch(parse_stack(LECTURE_STACK), shape)
+    assert infos[0].params == 16 * (3 * 3 * 10 + 1) == sum(p.numel() for p in nn.Conv2d(10, 16, 3).parameters())
+    assert totals(infos).params == sum(p.numel() for p in build_model(LECTURE_STACK, shape).parameters())
+    assert all(d <= network.MAX_INPUT_CHANNELS for (d, _, _), _ in network.INPUT_CHOICES.values())
+
+
 def test_conv_counts_are_the_lectures_formulas():
     # The lecture's VGG example: 224x224x3 in, 64 filters of 3x3, padding keeps 224x224.
     info = analyse(parse_stack("conv3x64"), (3, 224, 224))[0]
