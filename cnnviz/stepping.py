@@ -284,6 +284,12 @@ def _sum_line(label: str, ids: list[int], value: float) -> list:
     return [label, ids[:MAX_TERMS], tail]
 
 
+def _update_line(label: str, name: str, old: float, eta: str, gradient: float, new: float) -> list:
+    """[label, no terms, "w − η·∂L/∂w = 1 − 0.01·(−5) = 1.05"]: a parameter's step."""
+    text = f"{name} − η·∂L/∂{name} = {notation.number(old)} − {eta}·{notation.term(gradient)} = {notation.number(new)}"
+    return [label, [], text]
+
+
 def sgd_steps(step: GradientStep) -> dict:
     """One step of gradient descent as the generic "grids" kind, one parameter per step: each weight's
     gradient (the input cells it touched, outlined on its input channel, times the output's gradient,
@@ -297,7 +303,7 @@ def sgd_steps(step: GradientStep) -> dict:
     _, out_rows, out_cols = layer.out_shape
     positions = out_rows * out_cols
     padded = layer.padded
-    _, rows, cols = padded.shape
+    cols = padded.shape[2]
     geometry = layer.geometry
     palette = Palette()
     eta = notation.number(step.learning_rate, 6)
@@ -338,10 +344,10 @@ def sgd_steps(step: GradientStep) -> dict:
     windows.append(list(range(positions)))
 
     apart = f", {geometry.stride} apart" if geometry.stride > 1 else ""
-    intros = [f"∂L/∂y times the input value this weight met (amber{apart}) at each of the {positions} output "
-              "positions, summed: the input correlated with ∂L/∂y. Then w − η·∂L/∂w.",
-              "the bias was added to every value of its output channel, so ∂L/∂b is the sum of that channel's "
-              "∂L/∂y. Then b − η·∂L/∂b."]
+    intros = [(f"∂L/∂y times the input value this weight met (amber{apart}) at each of the {positions} output "
+               "positions, summed: the input correlated with ∂L/∂y. Then w − η·∂L/∂w."),
+              ("the bias was added to every value of its output channel, so ∂L/∂b is the sum of that channel's "
+               "∂L/∂y. Then b − η·∂L/∂b.")]
     terms = _Terms()
     gradient_terms = [[terms(notation.term(v)) for v in step.output_grad[f].reshape(-1).tolist()]
                       for f in range(filters)]
@@ -357,8 +363,7 @@ def sgd_steps(step: GradientStep) -> dict:
             intro_of.append(1)
             gradient, old, new = float(step.bias_grad[f]), float(bias[f]), float(step.new_bias[f])
             lines.append([_sum_line("∂L/∂b", gradient_terms[f], gradient),
-                          ["new bias", [], f"b − η·∂L/∂b = {notation.number(old)} − {eta}·{notation.term(gradient)} "
-                                           f"= {notation.number(new)}"]])
+                          _update_line("new bias", "b", old, eta, gradient, new)])
             continue
         outline.append([[c, i * k + j], [output_grad_figure + f, whole_output]])
         cell = i * k + j
@@ -372,8 +377,7 @@ def sgd_steps(step: GradientStep) -> dict:
         gradient = float(step.weight_grad[f, c, i, j])
         old, new = float(weight[f, c, i, j]), float(step.new_weight[f, c, i, j])
         lines.append([_sum_line("∂L/∂w", products, gradient),
-                      ["new weight", [], f"w − η·∂L/∂w = {notation.number(old)} − {eta}·{notation.term(gradient)} "
-                                         f"= {notation.number(new)}"]])
+                      _update_line("new weight", "w", old, eta, gradient, new)])
 
     answers = torch.cat([torch.cat([step.weight_grad[f].reshape(-1), step.bias_grad[f].reshape(1)])
                          for f in range(filters)])

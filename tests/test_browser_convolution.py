@@ -94,9 +94,10 @@ def test_link_steps_keys_play_reload_and_reset_without_reruns(fresh_server, brow
     page.wait_for_timeout(900)
     wait_for_app(page)
     assert len(sent) == before + 1
-    # That rerun sent the same data: the component was neither called again nor remounted.
+    # That rerun sent the same data: the component was neither called again nor remounted (each of the
+    # page's two steppers, the forward pass and the gradient step, was mounted and called once).
     stats = page.evaluate("() => window.__cnnvizSteppers.stats")
-    assert (stats["mounts"], stats["calls"], stats["syncs"]) == (1, 1, 2)  # the click's, the burst's
+    assert (stats["mounts"], stats["calls"], stats["syncs"]) == (2, 2, 2)  # the click's, the burst's
 
     # A rerun of the whole page (another sample photo) keeps the browser's step in the link: Python's
     # copy of the URL is stale (the link said step=2), but Python took the step from the stepper.
@@ -240,4 +241,113 @@ def test_crafted_labels_are_text_events_and_click_to_paint(fresh_server, browser
     print(f"\n[measure] click→paint over 20 clicks: p50 {p50:.1f} ms, p90 {p90:.1f} ms, max {max(times):.1f} ms")
     assert p90 < 150  # one frame or two; a server round trip took 500-1200 ms on a busy server
     assert re.fullmatch(r"\d+", str(step_of(page)))
+    assert_no_exception(page, server)
+
+
+def cell_texts(page, figure: str, index: int = 0) -> list[str]:
+    """The labels of the cells of the stepper's grid titled `figure` (the first such grid in stepper `index`)."""
+    return stepper(page, index).locator(".figure").filter(
+        has=page.locator(".figure-title", has_text=figure)).first.locator(".cell").all_inner_texts()
+
+
+def test_predict_mode_hides_each_value_until_a_guess_and_checks_it_in_the_browser(fresh_server, browser_page):
+    page = browser_page
+    server = fresh_server()
+    sent = frames_sent(page)
+    open_lab(page, f"{server.url}/Convolution?predict=1")
+    expected = F.conv2d(LECTURE_INPUT[None, None], LECTURE_FILTER[None, None],
+                        torch.tensor([LECTURE_BIAS], dtype=torch.float64), padding=1)[0, 0].flatten().tolist()
+    box = stepper(page)
+    math = box.locator("[data-part=math]")
+    guess = box.locator("[data-part=guess]")
+    # The first output is hidden, and so is the arithmetic that would give it away.
+    expect(box).to_have_attribute("data-asking", "true")
+    assert cell_texts(page, "Output channel 1")[:2] == ["?", ""]
+    expect(math).to_contain_text("Predict output channel 1, row 1, column 1:")
+    assert "(bias) =" not in math.inner_text()
+    wait_for_app(page)
+    before = len(sent)
+
+    # Not a number: said, nothing revealed.
+    guess.fill("two")
+    guess.press("Enter")
+    expect(math).to_contain_text("Type a number")
+    assert cell_texts(page, "Output channel 1")[0] == "?"
+    # A wrong guess says so, reveals the value with its arithmetic, and Enter then moves on.
+    guess.fill("3")
+    guess.press("Enter")
+    expect(math).to_contain_text("✗ Not quite: you said 3; it is 2.")
+    expect(math).to_contain_text("1 + 1 (bias) = 2")
+    expect(box).to_have_attribute("data-asking", "false")
+    assert cell_texts(page, "Output channel 1")[0] == "2"
+    page.keyboard.press("Enter")  # the Next button has the focus
+    expect(box).to_have_attribute("data-step", "1")
+    expect(box).to_have_attribute("data-asking", "true")
+    assert cell_texts(page, "Output channel 1")[:3] == ["2", "?", ""]
+    # The right one (typographic minus) reveals it and steps on; the box keeps the focus for the next guess.
+    page.keyboard.type(f"{number(expected[1])}")
+    page.keyboard.press("Enter")
+    expect(box).to_have_attribute("data-step", "2")
+    expect(math).to_contain_text(f"✓ Right: {number(expected[1])}.")
+    assert cell_texts(page, "Output channel 1")[:3] == ["2", number(expected[1]), "?"]
+    page.keyboard.type(f"{expected[2]:.1f}".replace(".", ","))  # "7,0": a decimal comma
+    page.keyboard.press("Enter")
+    expect(box).to_have_attribute("data-step", "3")
+    # ← in the empty box goes back to a guessed value, shown with its verdict.
+    page.keyboard.press("ArrowLeft")
+    expect(box).to_have_attribute("data-step", "2")
+    expect(math).to_contain_text(f"✓ Right: {number(expected[2])}.")
+    assert len(sent) == before, "a guess reran the script"
+
+    # Predict mode off (the stepper's own button): values show again, the link and Python follow; the
+    # gradient descent stepper on the page follows too.
+    gradient = stepper(page, 1)
+    expect(gradient).to_have_attribute("data-asking", "true")
+    box.locator("[data-act=predict]").click()
+    expect(box).to_have_attribute("data-asking", "false")
+    expect(gradient).to_have_attribute("data-asking", "false")
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('predict')")
+    page.wait_for_timeout(900)
+    wait_for_app(page)
+    assert len(sent) > before  # told Python once per stepper: its next URL write keeps predict mode off
+    page.reload()
+    open_lab(page, page.url)
+    expect(stepper(page)).to_have_attribute("data-asking", "false")
+    assert_no_exception(page, server)
+
+
+def set_cells(page, title: str, index: int) -> list[str]:
+    """The labels of the first grid in the set titled exactly `title` (e.g. "∂L/∂w") of stepper `index`."""
+    return stepper(page, index).locator(".filter").filter(has=page.get_by_text(title, exact=True)).first.locator(
+        ".figure").first.locator(".cell").all_inner_texts()
+
+
+def test_the_gradient_step_fills_the_filters_gradient_weight_by_weight(fresh_server, browser_page):
+    from cnnviz.sgd import seeded_target
+    page = browser_page
+    server = fresh_server()
+    sent = frames_sent(page)
+    open_lab(page, f"{server.url}/Convolution")
+    weight = LECTURE_FILTER[None, None].clone().requires_grad_(True)
+    bias = torch.tensor([LECTURE_BIAS], dtype=torch.float64, requires_grad=True)
+    y = F.conv2d(LECTURE_INPUT[None, None], weight, bias, padding=1)[0]
+    (0.5 * ((y - seeded_target((1, 4, 4), 0)) ** 2).sum()).backward()
+    gradient = [number(v, 2) for v in weight.grad.flatten().tolist()]
+    box = stepper(page, 1)
+    box.scroll_into_view_if_needed()
+    wait_for_app(page)
+    before = len(sent)
+    expect(box.locator("[data-part=position]")).to_have_text("Step 1 of 10")
+    assert set_cells(page, "∂L/∂w", 1)[:9] == [gradient[0]] + [""] * 8
+    # The top-left weight touched the padded input's rows and columns 1-4: 16 cells outlined.
+    assert box.locator(".figure").first.locator(".cell.win").count() == 16
+    box.get_by_role("button", name="Next", exact=True).click()
+    assert set_cells(page, "∂L/∂w", 1)[:9] == gradient[:2] + [""] * 7
+    expect(box.locator("[data-part=math]")).to_contain_text(f"= {number(weight.grad[0, 0, 0, 1])}")
+    box.get_by_role("button", name="End", exact=True).click()
+    assert set_cells(page, "∂L/∂w", 1)[:9] == gradient
+    expect(box.locator("[data-part=math]")).to_contain_text("Computing ∂L/∂b:")
+    expect(box.locator("[data-part=math]")).to_contain_text(f"= {number(bias.grad[0])}")
+    assert len(sent) == before, "stepping the gradient reran the script"
+    page.wait_for_function("() => new URLSearchParams(location.search).get('gstep') === '9'")
     assert_no_exception(page, server)

@@ -4,13 +4,21 @@
 // Python (cnnviz/stepping.py) computed everything shown for every step: the grids' labels and
 // colours, the windows, the captions, the products, sums and totals, the pooled values. This
 // script only places those strings and colours (textContent, never innerHTML: grid numbers are
-// typed by users) and joins a channel's product terms with " + ".
+// typed by users) and joins a channel's product terms with " + ". Three kinds of data: "conv" and
+// "pool" (the labs), and "grids", a generic one (groups of figures, windows to outline, cells each
+// step computes, captions and arithmetic lines: one step of gradient descent is one).
+//
+// Predict mode (the Predict button, or Python's command data.goto.predict from a link): the value
+// a step computes stays hidden ("?") until the student has typed a guess. The guess is compared
+// with the value the engine sent for that step (data.answers): an integer exactly, any other
+// value within a relative 1e-3 (or as the page writes it, data.answer_labels). A right guess
+// reveals the value and steps on; a wrong one says so and shows the arithmetic. No rerun either way.
 //
 // The step lives here. It goes
 // - into the URL (?<param>=N, history.replaceState, 120 ms after the last move), so a copied link
-//   or a reload opens it;
+//   or a reload opens it; predict mode too (?<predict_param>=1), when the page names a parameter;
 // - to Python, 400 ms after the last move (setStateValue "step", with the id of the last command
-//   from Python it has seen, "goto"): one rerun of the stepper's fragment per burst of steps;
+//   from Python it has seen, "goto", and "predict"): one rerun of the stepper's fragment per burst;
 // - to the rest of the page: "cnnviz:stepped" {key, param, step, steps} on window whenever it
 //   changes, and "cnnviz:edge" {key, direction} when → is pressed at the last step or ← at the first.
 // A window event "cnnviz:goto" {key?, step} moves it (every stepper when key is absent), and so
@@ -43,12 +51,13 @@ const KEY_OWNERS = "input:not([type=checkbox], [type=button], [type=submit], [ty
 // Space presses these; it must not also toggle play.
 const SPACE_OWNERS = "button, a[href], summary, label, input, [role=button], [role=checkbox], [role=switch]";
 // Cell sizes in px: a lab's grids never larger than this, presenting as large as the screen allows.
-const CELL = { normal: 46, narrowest: 30, tiny: 18, presenting: 120 };
+const CELL = { normal: 46, comfortable: 34, narrowest: 30, tiny: 18, presenting: 120 };
 const GRID_PX = 320; // outside the presenter view, a grid is about this wide at most (or has 30 px cells)
 const GAP_PX = 24; // between groups of grids (the CSS --gap)
 const FIGURE_GAP_PX = 10; // between the grids of a group (the CSS .group gap)
 const CELL_GAP_PX = 2; // between cells (the CSS .grid gap)
 const OPERATION_PX = 170; // pooling's "max 2×2, stride 2 →"
+const RELATIVE_TOLERANCE = 1e-3; // a guess of a value that is not an integer may be this far off, relatively
 const PRESENTER_BAR_PX = 72; // the presenter view's row of controls above the stepper
 
 // ---------------------------------------------------------------- listeners shared by all steppers
@@ -189,8 +198,10 @@ function figure(title, rows, cols, grid, palette, padding = new Set()) {
   return { box, cells: list, cols };
 }
 
-function group(className, ...children) {
+// A group of grids, laid out as fit() decides for its entry `shape` in instance.shape.
+function group(className, shape, ...children) {
   const box = element("div", `group ${className}`);
+  box.dataset.shape = String(shape);
   for (const child of children) box.appendChild(child);
   return box;
 }
@@ -210,7 +221,7 @@ function buildConv(instance) {
     paint(cell, filter.bias.label, filter.bias.colour, palette);
     bias.appendChild(cell);
     const box = element("div", "filter");
-    box.append(element("div", "figure-title", filter.title), group("slices", ...slices.map((s) => s.box)), bias);
+    box.append(element("div", "figure-title", filter.title), group("slices", 1, ...slices.map((s) => s.box)), bias);
     box.hidden = true;
     return box;
   });
@@ -218,9 +229,9 @@ function buildConv(instance) {
   const filters = element("div", "filters");
   filters.append(...instance.filterBoxes);
   instance.groups = [
-    group("inputs", ...instance.inputFigures.map((f) => f.box)),
+    group("inputs", 0, ...instance.inputFigures.map((f) => f.box)),
     filters,
-    group("outputs", ...instance.outputFigures.map((f) => f.box)),
+    group("outputs", 2, ...instance.outputFigures.map((f) => f.box)),
   ];
   // Each group's grids and their size in cells, for fitting (the bias adds a row under the slices).
   const d = inputs.grids.length;
@@ -238,9 +249,9 @@ function buildPool(instance) {
   instance.inputFigures = inputs.grids.map((g) => figure(g.title, inputs.rows, inputs.cols, g, palette));
   instance.outputFigures = outputs.grids.map((g) => figure(g.title, outputs.rows, outputs.cols, null, palette));
   instance.groups = [
-    group("inputs", ...instance.inputFigures.map((f) => f.box)),
+    group("inputs", 0, ...instance.inputFigures.map((f) => f.box)),
     element("div", "operation", instance.data.operation),
-    group("outputs", ...instance.outputFigures.map((f) => f.box)),
+    group("outputs", 1, ...instance.outputFigures.map((f) => f.box)),
   ];
   instance.shape = [
     { grids: inputs.grids.length, cols: inputs.cols, rows: inputs.rows },
@@ -249,23 +260,103 @@ function buildPool(instance) {
   instance.extraPx = OPERATION_PX;
 }
 
+// The panels of the generic kind: each group a column of sets (only the step's set shown when a group
+// has several), each set a title and its figures. Figures are numbered in that order, as the data's
+// steps name them; a figure that "fills" starts empty and shows each cell from the step computing it.
+function buildGrids(instance) {
+  const { data } = instance;
+  const { palette } = data;
+  instance.figures = [];
+  instance.setBoxes = [];
+  instance.shape = [];
+  instance.groups = data.groups.map((spec, shapeIndex) => {
+    const column = element("div", "filters");
+    const size = { grids: 0, cols: 1, rows: 1, extraRows: 0 };
+    spec.sets.forEach((set, index) => {
+      const figures = set.figures.map((f) => {
+        const fig = figure(f.title, f.rows, f.cols, f.fills ? null : f, palette, new Set(f.padding ?? []));
+        fig.spec = f;
+        instance.figures.push(fig);
+        return fig;
+      });
+      const box = element("div", "filter");
+      if (set.title) box.appendChild(element("div", "figure-title", set.title));
+      box.appendChild(group("slices", shapeIndex, ...figures.map((f) => f.box)));
+      if (spec.sets.length > 1) {
+        box.hidden = true;
+        instance.setBoxes.push({ box, set: index });
+      }
+      column.appendChild(box);
+      // For fitting: a set's larger grids side by side or stacked; a 1×1 grid (a bias) adds a row.
+      const grids = set.figures.filter((f) => f.rows * f.cols > 1);
+      size.grids = Math.max(size.grids, grids.length || 1);
+      for (const f of grids) [size.cols, size.rows] = [Math.max(size.cols, f.cols), Math.max(size.rows, f.rows)];
+      if (grids.length < set.figures.length) size.extraRows = 1;
+    });
+    instance.shape.push(size);
+    return column;
+  });
+  instance.extraPx = 0;
+}
+
 function build(instance) {
   const panels = part(instance.root, "panels");
-  if (instance.data.kind === "conv") buildConv(instance);
-  else buildPool(instance);
+  const { kind } = instance.data;
+  if (kind === "conv") buildConv(instance);
+  else if (kind === "pool") buildPool(instance);
+  else buildGrids(instance);
   panels.replaceChildren(...instance.groups);
-  instance.outputCells = instance.outputFigures.flatMap((f) => f.cells); // in step order
+  instance.outputCells = kind === "grids" ? [] : instance.outputFigures.flatMap((f) => f.cells); // in step order
   instance.filled = -1;
   instance.marked = [];
+  instance.asked = [];
+  instance.guesses = new Map(); // step -> {text, right} or {shown: true}: a new layer asks again
+  instance.verdict = null;
   part(instance.root, "stepper").classList.toggle("present", Boolean(instance.data.present));
+}
+
+// The cells step i computes, with the label and colour each shows once computed: [cell, label, colour].
+function computedCells(instance, i) {
+  const { data } = instance;
+  if (data.kind === "grids") {
+    return data.compute[i].map(([fig, at]) => {
+      const { cells, spec } = instance.figures[fig];
+      return [cells[at], spec.labels[at], spec.colours[at]];
+    });
+  }
+  const { outputs } = data;
+  const per = outputs.rows * outputs.cols;
+  const grid = outputs.grids[Math.floor(i / per)];
+  return [[instance.outputCells[i], grid.labels[i % per], grid.colours[i % per]]];
 }
 
 // ---------------------------------------------------------------- sizing
 
+// How the groups lay out their grids: a budget of rows of cells that each group's column of grids may
+// take. ACROSS puts each group's grids in one row, STACKED in one column (the labs' usual look); a budget
+// in between gives a group as many columns as its grids need to stay within it, so that many grids (more
+// than 3 input channels) stay on one screen instead of making one very tall column.
+const ACROSS = 0;
+const STACKED = Infinity;
+const MANY_GRIDS = 3;
+
+function columnsOf(g, budget) {
+  if (budget === ACROSS) return g.grids;
+  if (budget === STACKED) return 1;
+  return Math.ceil(g.grids / Math.max(1, Math.floor((budget - (g.extraRows ?? 0)) / g.rows)));
+}
+
+// The budgets worth trying: the heights of k grids of each group, for every k.
+function budgets(shape) {
+  const heights = new Set();
+  for (const g of shape) for (let k = 1; k < g.grids; k++) heights.add(k * g.rows + (g.extraRows ?? 0));
+  return [...heights].sort((a, b) => a - b);
+}
+
 // The largest cell that fits: all groups in one row if cells can stay readable, else the groups wrap.
-// Presenting, the stepper also fits the screen's height below the presenter bar, each group's grids
-// side by side ("across") or stacked, whichever gives the larger cells. Estimated from the widths
-// in cells, then measured: the stepper's height is linear in the cell size.
+// Presenting, the stepper also fits the screen's height below the presenter bar, the groups' grids
+// across, stacked or in columns, whichever gives the larger cells. Estimated from the widths in
+// cells, then measured: the stepper's height is linear in the cell size.
 function fit(instance, force = false) {
   const panels = part(instance.root, "panels");
   const box = part(instance.root, "stepper");
@@ -274,55 +365,79 @@ function fit(instance, force = false) {
   if (!force && width === instance.fittedWidth) return;
   instance.fittedWidth = width;
   const shape = instance.shape;
-  const widest = (arrangement) => {
+  const widest = (budget) => {
     let cells = 0;
     let fixed = GAP_PX * (instance.groups.length - 1) + instance.extraPx + 2;
     for (const g of shape) {
-      const grids = arrangement === "across" ? g.grids : 1;
+      const grids = columnsOf(g, budget);
       cells += grids * g.cols;
       fixed += grids * CELL_GAP_PX * (g.cols - 1) + FIGURE_GAP_PX * (grids - 1);
     }
     return Math.floor((width - fixed) / cells);
   };
-  const tallest = (arrangement) => Math.max(...shape.map((g) =>
-    (arrangement === "across" ? g.rows : g.grids * g.rows) + (g.extraRows ?? 0)));
-  let arrangement = "stacked";
+  const tallest = (budget) => Math.max(...shape.map((g) =>
+    Math.ceil(g.grids / columnsOf(g, budget)) * g.rows + (g.extraRows ?? 0)));
+  const many = Math.max(...shape.map((g) => g.grids)) > MANY_GRIDS;
+  let arrangement = STACKED;
   let cell;
   if (instance.data.present) {
     // The screen's height below where the stepper starts (the presenter bar and any folded controls
     // above it), measured: the page decides what sits above the stepper.
     const top = instance.host.getBoundingClientRect().top + (document.scrollingElement?.scrollTop ?? 0);
     const room = window.innerHeight - (top > 0 ? top : PRESENTER_BAR_PX) - 8;
-    const guess = (a) => Math.min(CELL.presenting, widest(a), Math.floor((room - 260) / tallest(a)));
-    arrangement = guess("across") >= guess("stacked") ? "across" : "stacked";
+    const guess = (budget) => Math.min(CELL.presenting, widest(budget), Math.floor((room - 260) / tallest(budget)));
+    arrangement = guess(ACROSS) >= guess(STACKED) ? ACROSS : STACKED;
+    for (const budget of many ? budgets(shape) : []) if (guess(budget) > guess(arrangement)) arrangement = budget;
     cell = Math.max(CELL.tiny, guess(arrangement));
     apply(instance, cell, arrangement);
     while (!inOneRow(instance) && cell > CELL.tiny) apply(instance, --cell, arrangement);
-    const rest = box.offsetHeight - tallest(arrangement) * cell; // controls, titles, arithmetic
+    // Controls, titles and arithmetic; in predict mode the revealed arithmetic and its verdict, so that
+    // a guess never pushes the stepper off the screen.
+    const rest = withRevealedMath(instance, () => box.offsetHeight) - tallest(arrangement) * cell;
     cell = Math.max(CELL.tiny, Math.min(cell, Math.floor((room - rest) / tallest(arrangement))));
     apply(instance, cell, arrangement);
     return;
-  } else {
-    // Large cells for small grids; a 16×16 grid's smaller, so that it fits on the screen.
-    const side = Math.max(...shape.map((g) => Math.max(g.rows, g.cols)));
-    const largest = Math.max(CELL.narrowest, Math.min(CELL.normal, Math.floor(GRID_PX / side)));
-    cell = Math.min(largest, widest("stacked"));
-    if (cell < CELL.narrowest) {
-      // Too narrow for all groups in a row (a phone): they wrap, each as wide as the screen allows.
-      const cols = Math.max(...shape.map((g) => g.cols));
-      apply(instance, Math.max(CELL.tiny, Math.min(largest, Math.floor((width - 2 * cols) / cols))), arrangement);
-      return;
-    }
+  }
+  // Large cells for small grids; a 16×16 grid's smaller, so that it fits on the screen.
+  const side = Math.max(...shape.map((g) => Math.max(g.rows, g.cols)));
+  const largest = Math.max(CELL.narrowest, Math.min(CELL.normal, Math.floor(GRID_PX / side)));
+  if (many) {
+    // Many grids: the lowest arrangement whose cells stay comfortably readable, else one column each.
+    arrangement = budgets(shape).find((budget) => widest(budget) >= Math.min(largest, CELL.comfortable)) ?? STACKED;
+  }
+  cell = Math.min(largest, widest(arrangement));
+  if (cell < CELL.narrowest) {
+    // Too narrow for all groups in a row (a phone): they wrap, each grid as wide as the screen allows.
+    const cols = Math.max(...shape.map((g) => g.cols));
+    apply(instance, Math.max(CELL.tiny, Math.min(largest, Math.floor((width - 2 * cols) / cols))), STACKED);
+    return;
   }
   apply(instance, cell, arrangement);
   // Titles and the operation's text may be wider than estimated: shrink until the groups share a row.
   while (!inOneRow(instance) && cell > CELL.narrowest) apply(instance, --cell, arrangement);
 }
 
-function apply(instance, cell, arrangement) {
+// measure() with the math panel as a revealed step shows it in predict mode (its verdict and arithmetic).
+function withRevealedMath(instance, measure) {
+  const math = part(instance.root, "math");
+  if (!instance.predict) return measure();
+  const shown = [...math.childNodes];
+  math.replaceChildren(element("p", "verdict", "✓"), ...arithmetic(explain(instance, instance.step)));
+  try {
+    return measure();
+  } finally {
+    math.replaceChildren(...shown);
+  }
+}
+
+// Each .group of grids carries the index of its entry in instance.shape (data-shape).
+function apply(instance, cell, budget) {
   part(instance.root, "stepper").style.setProperty("--cell", `${cell}px`);
-  for (const box of part(instance.root, "panels").querySelectorAll(".group")) {
-    box.classList.toggle("across", arrangement === "across");
+  for (const box of part(instance.root, "panels").querySelectorAll(".group[data-shape]")) {
+    const columns = columnsOf(instance.shape[Number(box.dataset.shape)], budget);
+    box.classList.toggle("across", budget === ACROSS);
+    box.classList.toggle("columns", budget !== ACROSS && columns > 1);
+    box.style.setProperty("--columns", String(columns));
   }
 }
 
@@ -359,16 +474,13 @@ function mark(instance, cell, className) {
   instance.marked.push(cell);
 }
 
-// Output cells up to this step show their values; later ones are empty.
+// Cells computed up to this step show their values; later ones are empty.
 function fill(instance, step) {
-  const { outputs, palette } = instance.data;
-  const per = outputs.rows * outputs.cols;
+  const { palette } = instance.data;
   const from = Math.min(instance.filled, step) + 1;
   const to = Math.max(instance.filled, step);
   for (let i = Math.max(0, from); i <= to; i++) {
-    const grid = outputs.grids[Math.floor(i / per)];
-    const at = i % per;
-    paint(instance.outputCells[i], i <= step ? grid.labels[at] : null, grid.colours[at], palette);
+    for (const [cell, label, colour] of computedCells(instance, i)) paint(cell, i <= step ? label : null, colour, palette);
   }
   instance.filled = step;
 }
@@ -389,42 +501,221 @@ function lines(rows) {
   return box;
 }
 
-function renderConv(instance, step, position, channel) {
-  const data = instance.data;
-  for (const fig of instance.inputFigures) outlineWindow(instance, fig, data.windows[position]);
-  instance.filterBoxes.forEach((box, f) => { box.hidden = f !== channel; });
-  const caption = `${data.channel_captions[channel]}, ${data.position_captions[position]}`;
-  const products = data.products[step].map((ids, c) =>
-    [data.line_labels[c], `${ids.map((id) => data.terms[id]).join(" + ")} = ${data.sums[step][c]}`]);
-  part(instance.root, "math").replaceChildren(
-    heading(`Computing ${caption}:`, data.intro),
-    lines([...products, ["total", data.totals[step]]]));
+// Each kind outlines its step's windows and marks the cells it computes (markConv, ...), and says what
+// the step computes (explainConv, ...): a caption, the sentence after it, the arithmetic lines (the last
+// `result` of them give the result), notes, and a hint for predicting it.
+
+function where(instance, step) {
+  const positions = instance.data.windows.length;
+  return [Math.floor(step / positions), step % positions]; // output channel, window position
 }
 
-function renderPool(instance, step, position, channel) {
-  const data = instance.data;
+function markConv(instance, step) {
+  const [channel, position] = where(instance, step);
+  for (const fig of instance.inputFigures) outlineWindow(instance, fig, instance.data.windows[position]);
+  instance.filterBoxes.forEach((box, f) => { box.hidden = f !== channel; });
+  mark(instance, instance.outputFigures[channel].cells[position], "mark");
+}
+
+function explainConv(data, step, channel, position) {
+  const products = data.products[step].map((ids, c) =>
+    [data.line_labels[c], `${ids.map((id) => data.terms[id]).join(" + ")} = ${data.sums[step][c]}`]);
+  return { caption: `${data.channel_captions[channel]}, ${data.position_captions[position]}`, colon: ":",
+    intro: data.intro, lines: [...products, ["total", data.totals[step]]], result: 1, notes: [], hint: data.predict_hint };
+}
+
+function markPool(instance, step) {
+  const [channel, position] = where(instance, step);
   const fig = instance.inputFigures[channel];
-  outlineWindow(instance, fig, data.windows[position]);
-  if (data.winners.length > 0) mark(instance, fig.cells[data.winners[step]], "winner");
-  const caption = `${data.channel_captions[channel]}, ${data.position_captions[position]}`;
-  const math = [heading(`Computing ${caption}`, data.crops[step]), lines([[data.line_label, data.maths[step]]])];
-  if (data.notes.length > 0) math.push(element("p", "note", data.notes[step]));
-  part(instance.root, "math").replaceChildren(...math);
+  outlineWindow(instance, fig, instance.data.windows[position]);
+  if (instance.data.winners.length > 0) mark(instance, fig.cells[instance.data.winners[step]], "winner");
+  mark(instance, instance.outputFigures[channel].cells[position], "mark");
+}
+
+function explainPool(data, step, channel, position) {
+  return { caption: `${data.channel_captions[channel]}, ${data.position_captions[position]}`, colon: "",
+    intro: data.crops[step], lines: [[data.line_label, data.maths[step]]], result: 1,
+    notes: data.notes.length > 0 ? [data.notes[step]] : [], hint: data.predict_hint };
+}
+
+function markGrids(instance, step) {
+  const { data } = instance;
+  for (const [fig, win] of data.outline[step]) outlineWindow(instance, instance.figures[fig], data.windows[win]);
+  for (const { box, set } of instance.setBoxes) box.hidden = set !== data.sets[step];
+  for (const [fig, at] of data.compute[step]) mark(instance, instance.figures[fig].cells[at], "mark");
+}
+
+function explainGrids(data, step) {
+  const intro = data.intros[data.intro_of[step]];
+  const rows = data.lines[step].map(([label, ids, tail]) => [label, ids.map((id) => data.terms[id]).join(" + ") + tail]);
+  return { caption: data.captions[step], colon: ":", intro, lines: rows, result: rows.length, notes: [], hint: intro };
+}
+
+function markStep(instance, step) {
+  const { kind } = instance.data;
+  (kind === "conv" ? markConv : kind === "pool" ? markPool : markGrids)(instance, step);
+}
+
+function explain(instance, step) {
+  const { data } = instance;
+  if (data.kind === "grids") return explainGrids(data, step);
+  return (data.kind === "conv" ? explainConv : explainPool)(data, step, ...where(instance, step));
+}
+
+// ---------------------------------------------------------------- predicting
+
+function isAsking(instance) {
+  return instance.predict && instance.timers.play === null && !instance.guesses.has(instance.step);
+}
+
+// The step's cells wait for a guess: "?" instead of the value (painted again by fill once passed).
+function ask(instance, step) {
+  instance.asked = computedCells(instance, step).map(([cell]) => cell);
+  for (const cell of instance.asked) {
+    cell.textContent = "?";
+    cell.className = "cell ask";
+    cell.style.background = "";
+    cell.style.color = "";
+  }
+  instance.filled = step - 1;
+}
+
+function unask(instance) {
+  for (const cell of instance.asked) paint(cell, null);
+  instance.asked = [];
+}
+
+// A student's number: the typographic minus (and dashes) as "-", a decimal comma as a point, spaces
+// and thousands separators (commas beside a point) ignored. null when it is not a number.
+function parseGuess(text) {
+  let t = String(text).trim().replace(/[\u2212\u2013\u2014]/g, "-").replace(/[\s\u00a0\u202f']/g, "");
+  if (t.includes(",")) t = t.includes(".") || (t.match(/,/g) ?? []).length > 1 ? t.replace(/,/g, "") : t.replace(",", ".");
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return null;
+  return Number(t);
+}
+
+// Whether a guess is the engine's value: integers exactly, other values within a relative 1e-3, or
+// equal to the value as the page writes it (3 decimals).
+function isRight(guess, answer, label) {
+  if (Number.isInteger(answer)) return guess === answer;
+  if (Math.abs(guess - answer) <= RELATIVE_TOLERANCE * Math.abs(answer) * (1 + 1e-9)) return true;
+  return guess === parseGuess(label);
+}
+
+function verdictLine(instance, step, outcome) {
+  const label = instance.data.answer_labels[step];
+  if (outcome.shown) return element("p", "verdict", `The value is ${label}.`);
+  if (outcome.right) return element("p", "verdict right", `✓ Right: ${label}.`);
+  return element("p", "verdict wrong", `✗ Not quite: you said ${outcome.text}; it is ${label}.`);
+}
+
+function question(instance, step, shown) {
+  const form = element("form", "guess");
+  form.noValidate = true;
+  const input = element("input");
+  Object.assign(input, { type: "text", inputMode: "decimal", autocomplete: "off", spellcheck: false });
+  input.dataset.part = "guess";
+  input.setAttribute("aria-label", `Your value for ${shown.caption}`);
+  input.placeholder = "your value";
+  const check = element("button", "primary", "Check");
+  check.type = "submit";
+  check.title = "Check your value (Enter)";
+  const reveal = element("button", "", "Show me");
+  reveal.type = "button";
+  reveal.dataset.part = "reveal";
+  const problem = element("span", "problem");
+  problem.dataset.part = "guess-problem";
+  problem.setAttribute("role", "alert");
+  form.append(input, check, reveal, problem);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = parseGuess(input.value);
+    if (value === null) {
+      problem.textContent = input.value.trim() ? "Type a number, like 2, −1.5 or 0,25." : "Type your value first.";
+      return;
+    }
+    guess(instance, step, { text: input.value.trim(), right: isRight(value, instance.data.answers[step],
+      instance.data.answer_labels[step]) });
+  });
+  reveal.addEventListener("click", () => guess(instance, step, { shown: true }));
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") input.blur();
+    // Arrows in an empty box step, as they do everywhere else on the page.
+    const action = { ArrowLeft: "previous", ArrowRight: "next" }[event.key];
+    if (action && input.value === "" && !event.altKey && !event.ctrlKey && !event.metaKey) {
+      event.preventDefault();
+      act(instance, action);
+    }
+  });
+  const parts = [];
+  if (instance.verdict && instance.verdict.step === step - 1) {
+    // The guess before this one was right: it stepped on, and its result stays in view.
+    const before = explain(instance, step - 1);
+    parts.push(verdictLine(instance, step - 1, instance.verdict.outcome),
+      lines(before.lines.slice(before.lines.length - before.result)));
+  }
+  parts.push(heading(`Predict ${shown.caption}:`, shown.hint), form);
+  return parts;
+}
+
+function guess(instance, step, outcome) {
+  registry.active = instance;
+  instance.guesses.set(step, outcome);
+  const last = instance.data.count - 1;
+  if (outcome.right && step < last) {
+    instance.verdict = { step, outcome };
+    goTo(instance, step + 1);
+    focusGuess(instance);
+    return;
+  }
+  instance.verdict = null;
+  render(instance);
+  const next = instance.root.querySelector("[data-act=next]");
+  if (!next.disabled) next.focus({ preventScroll: true }); // Enter or → moves on
+}
+
+function focusGuess(instance) {
+  instance.root.querySelector("[data-part=guess]")?.focus({ preventScroll: true });
+}
+
+// Predict mode on or off: in this stepper, and in every stepper of the page that shares its link parameter.
+function setPredict(instance, on) {
+  const param = instance.data.predict_param;
+  for (const other of registry.live) {
+    if (other !== instance && !(param && other.data.predict_param === param)) continue;
+    if (other.predict === on) continue;
+    other.predict = on;
+    other.verdict = null;
+    if (on) stopPlaying(other);
+    render(other);
+    writeUrlSoon(other);
+    if (param) sendStepSoon(other);
+  }
+  if (on) focusGuess(instance);
+}
+
+// ---------------------------------------------------------------- one step
+
+function arithmetic(shown) {
+  return [heading(`Computing ${shown.caption}${shown.colon}`, shown.intro), lines(shown.lines),
+    ...shown.notes.map((note) => element("p", "note", note))];
 }
 
 function render(instance) {
   const { data, step } = instance;
-  const positions = data.windows.length;
-  const channel = Math.floor(step / positions);
-  const position = step % positions;
   clearMarks(instance);
+  unask(instance);
   fill(instance, step);
-  if (data.kind === "conv") renderConv(instance, step, position, channel);
-  else renderPool(instance, step, position, channel);
-  mark(instance, instance.outputFigures[channel].cells[position], "mark");
+  const asking = isAsking(instance);
+  if (asking) ask(instance, step);
+  markStep(instance, step);
+  const shown = explain(instance, step);
+  const outcome = instance.predict ? instance.guesses.get(step) : undefined;
+  part(instance.root, "math").replaceChildren(...(asking ? question(instance, step, shown) : [
+    ...(outcome ? [verdictLine(instance, step, outcome)] : []), ...arithmetic(shown)]));
 
   const last = data.count - 1;
-  part(instance.root, "position").textContent = `Output ${step + 1} of ${data.count}`;
+  part(instance.root, "position").textContent = `${data.kind === "grids" ? "Step" : "Output"} ${step + 1} of ${data.count}`;
   part(instance.root, "bar").style.width = `${((step + 1) / data.count) * 100}%`;
   for (const button of instance.root.querySelectorAll("[data-act=first], [data-act=previous]")) button.disabled = step === 0;
   for (const button of instance.root.querySelectorAll("[data-act=next], [data-act=last]")) button.disabled = step === last;
@@ -433,7 +724,10 @@ function render(instance) {
   part(instance.root, "play-label").textContent = playing ? "Pause" : "Play";
   part(instance.root, "icon-play").toggleAttribute("hidden", playing);
   part(instance.root, "icon-pause").toggleAttribute("hidden", !playing);
-  part(instance.root, "stepper").dataset.step = String(step); // for tests
+  part(instance.root, "predict").setAttribute("aria-pressed", String(instance.predict));
+  const box = part(instance.root, "stepper");
+  box.dataset.step = String(step); // for tests
+  box.dataset.asking = String(asking);
 }
 
 // ---------------------------------------------------------------- moving
@@ -447,12 +741,15 @@ function writeUrlSoon(instance) {
   instance.timers.url = setTimeout(() => {
     instance.timers.url = null;
     const url = new URL(window.location.href);
-    const param = instance.data.param;
-    // Step 0 is the page's default: its link leaves it out, as Python's UrlState does.
-    const wanted = instance.step === 0 ? null : String(instance.step);
-    if (url.searchParams.get(param) === wanted) return;
-    if (wanted === null) url.searchParams.delete(param);
-    else url.searchParams.set(param, wanted);
+    const { param, predict_param: predictParam } = instance.data;
+    // Step 0 and predict mode off are the page's defaults: its link leaves them out, as Python's UrlState does.
+    const wanted = [[param, instance.step === 0 ? null : String(instance.step)]];
+    if (predictParam) wanted.push([predictParam, instance.predict ? "1" : null]);
+    if (wanted.every(([name, value]) => url.searchParams.get(name) === value)) return;
+    for (const [name, value] of wanted) {
+      if (value === null) url.searchParams.delete(name);
+      else url.searchParams.set(name, value);
+    }
     window.history.replaceState(window.history.state, "", url);
     registry.stats.urlWrites++;
   }, URL_WRITE_DELAY_MS);
@@ -462,12 +759,18 @@ function writeUrlSoon(instance) {
 function sendStep(instance) {
   clearTimeout(instance.timers.sync);
   instance.timers.sync = null;
-  const told = `${instance.step}:${instance.gotoId}`;
+  const told = knownToPython(instance);
   if (instance.told === told) return;
   instance.told = told;
   registry.stats.syncs++;
   instance.setStateValue("goto", instance.gotoId);
   instance.setStateValue("step", instance.step);
+  if (instance.data.predict_param) instance.setStateValue("predict", instance.predict);
+}
+
+// What Python has heard (or told us): the step, predict mode when the page keeps it, and its last command.
+function knownToPython(instance) {
+  return `${instance.step}:${instance.data.predict_param ? instance.predict : ""}:${instance.gotoId}`;
 }
 
 function sendStepSoon(instance) {
@@ -514,8 +817,10 @@ function togglePlay(instance) {
 
 function act(instance, action) {
   registry.active = instance;
+  instance.verdict = null;
   const last = instance.data.count - 1;
   if (action === "play") return togglePlay(instance);
+  if (action === "predict") return setPredict(instance, !instance.predict);
   stopPlaying(instance);
   if (action === "next" && instance.step === last) {
     announce("cnnviz:edge", { key: instance.data.key, direction: "next" });
@@ -524,6 +829,7 @@ function act(instance, action) {
   }
   const target = { first: 0, previous: instance.step - 1, next: instance.step + 1, last }[action];
   if (target !== undefined) goTo(instance, target);
+  if (isAsking(instance)) focusGuess(instance); // the student stepped here: the box is theirs to type in
 }
 
 // ---------------------------------------------------------------- mount, update, destroy
@@ -533,6 +839,11 @@ function stepFromUrl(param) {
   return raw !== null && /^\d{1,6}$/.test(raw) ? Number(raw) : null;
 }
 
+function predictFromUrl(param) {
+  const raw = param ? new URLSearchParams(window.location.search).get(param) : null;
+  return raw === "1" ? true : raw === "0" ? false : null;
+}
+
 function mount(root) {
   const instance = {
     root,
@@ -540,6 +851,7 @@ function mount(root) {
     box: part(root, "stepper"),
     data: null,
     step: 0,
+    predict: false,
     gotoId: null,
     told: "",
     setStateValue: null,
@@ -594,10 +906,13 @@ export default function stepper({ data, parentElement, setStateValue }) {
     // Python's step (a link's, or where this session left the page); a reload of a link the
     // stepper wrote itself carries the same. Python's command of this run is not news.
     instance.gotoId = data.goto.id;
+    instance.step = clampStep(instance, data.goto.step);
+    instance.predict = Boolean(data.goto.predict);
+    instance.told = knownToPython(instance);
     instance.step = clampStep(instance, stepFromUrl(data.param) ?? data.goto.step);
-    instance.told = `${data.goto.step}:${data.goto.id}`;
+    instance.predict = predictFromUrl(data.predict_param) ?? instance.predict;
     render(instance);
-    if (instance.step !== data.goto.step) sendStepSoon(instance);
+    if (knownToPython(instance) !== instance.told) sendStepSoon(instance);
   } else if (data.goto.id !== instance.gotoId) {
     // Python moved the stepper (a changed setting starts again at its step), and knows the step.
     instance.gotoId = data.goto.id;
@@ -605,7 +920,8 @@ export default function stepper({ data, parentElement, setStateValue }) {
     clearTimeout(instance.timers.sync);
     instance.timers.play = instance.timers.sync = null;
     instance.step = clampStep(instance, data.goto.step);
-    instance.told = `${instance.step}:${instance.gotoId}`;
+    instance.predict = Boolean(data.goto.predict);
+    instance.told = knownToPython(instance);
     if (instance.step !== before) moved(instance);
     else render(instance);
   } else {
