@@ -48,6 +48,9 @@ TOUR: tuple[Stop, ...] = (
     Stop("The VGG-16 walk-through", "Example: VGG Architecture", "6_VGG16_explorer.py"),
     Stop("Softmax: scores become probabilities", "Example: VGG Architecture (softmax), CNN as Nested Function",
          "7_Classify_an_image.py"),
+    # The lecture ends with training: one step of gradient descent, on the convolution lab's layer.
+    Stop("One step of gradient descent", "Training by Stochastic Gradient Descent", "1_Convolution.py",
+         section="sgd"),
 )
 
 

@@ -2,23 +2,64 @@
 
 import streamlit as st
 
-from cnnviz import notation
+from cnnviz import notation, pictures
 from cnnviz.conv import ConvError, Geometry, output_size_formula
+from cnnviz.figures import grid_spec, lab_cell_px
+from cnnviz.sgd import GradientStep
 from ui.client_stepper import client_stepper
 from ui.convlab import STATE, ConvLab, draw_connectivity
 from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.photos import filtered_photo, pick_photo
 from ui.presenter import controls, presenting, section
-from ui.show import boxes, chart
+from ui.show import boxes, chart, charts_in_a_row
 from ui.state import UrlState
 
-page_setup("1_Convolution.py", stepper_sections=("",))
-PRESENTING, SECTION = presenting(), section("1_Convolution.py")  # presenter view: the stepper, or the costs
+page_setup("1_Convolution.py", stepper_sections=("", "sgd"))
+PRESENTING, SECTION = presenting(), section("1_Convolution.py")  # presenter view: a stepper, or another section
 
 PHOTO_INTRO = ("---\n### The same filter on a real photo\n\n"
                "A convolution layer applies its filters to every position of a photo at once. "
                "Try a Sobel or Prewitt preset: edges light up.")
+
+SGD_INTRO = (
+    "Training changes the filters until the outputs are what they should be. Take a **target** T for this "
+    "layer's output (small integers; *New target* draws others) and the loss **L = ½ Σ (y − T)²**, half the "
+    "sum of the squared differences over every output value. Its gradient for an output value is "
+    "**∂L/∂y = y − T**. Every weight was multiplied with an input value at each position of the filter, so "
+    "**∂L/∂w = Σ ∂L/∂y · x** over the output positions, x the input value under that weight there: the "
+    "input *correlated* with ∂L/∂y, as the forward pass correlated it with the filter. The bias was added "
+    "to every output, so **∂L/∂b = Σ ∂L/∂y**. Then each parameter takes a step against its gradient, "
+    "**w − η·∂L/∂w**, with the learning rate η. The lecture's networks do this for all their parameters at "
+    "once, with automatic differentiation, on small batches of images; here it is one layer, by hand.")
+
+
+def gradient_descent(step: GradientStep) -> None:
+    """One step of gradient descent on the lab's layer (the lecture's last slide), parameter by parameter."""
+    eta = notation.number(step.learning_rate)
+    verdict = ("lower" if step.new_loss < step.loss else
+               f"**higher**: η = {eta} is too large a step here, the weights overshoot")
+    loss = (f"Loss L = ½ Σ (y − T)² = ½ · {notation.number(step.sum_of_squares)} = **{notation.number(step.loss)}**; "
+            f"after the step with η = {eta}, L = **{notation.number(step.new_loss)}**, {verdict}.")
+    if PRESENTING:  # one row above the stepper: the loss, and η to try another step size with the hall
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.markdown(loss, width="content")
+            lab.draw_sgd_settings(label=False)
+    else:
+        st.subheader("One step of gradient descent")
+        st.markdown(SGD_INTRO)
+        lab.draw_sgd_settings()
+        y, target = step.output, step.target
+        bound = max(pictures.symmetric_bound(y.numpy()), pictures.symmetric_bound(target.numpy()))  # one colour scale
+        cell = min(36, lab_cell_px(*y.shape[1:]))  # y and T side by side on a phone
+        channel = [f", channel {f + 1}" if y.shape[0] > 1 else "" for f in range(y.shape[0])]
+        charts_in_a_row([grid_spec(grid, title, value_range=(-bound, bound), cell_px=cell)
+                         for f in range(y.shape[0])
+                         for grid, title in ((y[f], f"Output y{channel[f]}"), (target[f], f"Target T{channel[f]}"))],
+                        key="conv.sgd.grids")
+        st.markdown(loss)
+    client_stepper(state, "gstep", step, key="conv.sgd", present=PRESENTING, predict_param="predict")
+
 
 state = UrlState("conv", STATE)
 lab = ConvLab(state)
@@ -52,8 +93,8 @@ if isinstance(layer, ConvError):
         pass
 
 if layer is not None:
-    if SECTION not in ("costs", "graph"):
-        client_stepper(state, "step", layer, key="conv.stepper", present=PRESENTING)
+    if SECTION not in ("costs", "graph", "sgd"):
+        client_stepper(state, "step", layer, key="conv.stepper", present=PRESENTING, predict_param="predict")
 
     if not PRESENTING or SECTION == "graph":
         if not PRESENTING:
@@ -65,6 +106,9 @@ if layer is not None:
             "a unit only to the k inputs under its window (*local connectivity*), and every unit uses the same k "
             "weights: the same colour is the same weight (*parameter sharing*).")
         draw_connectivity(layer, height_px=260 if PRESENTING else 330)
+
+    if not PRESENTING or SECTION == "sgd":
+        gradient_descent(lab.gradient_step())
 
     geometry, counts = layer.geometry, layer.counts
     if PRESENTING and SECTION != "costs":

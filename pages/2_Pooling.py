@@ -16,7 +16,7 @@ from ui.grid_editor import GridEditor, channels_parser, random_size_inputs
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting, section
 from ui.show import chart, charts_in_a_row
-from ui.state import Param, UrlState, int_in, one_of
+from ui.state import Param, UrlState, flag, int_in, one_of, show_flag
 
 MAX_KERNEL, MAX_STRIDE, MAX_CHANNELS = 6, 6, 3
 MAX_UNITS = 100_000
@@ -54,6 +54,7 @@ state = UrlState("pool", [
     Param("channels", lambda s: len(s["x"].split("|")), int_in(1, MAX_CHANNELS)),
     Param("step", 0, int_in(0, 100_000)),
     Param("sstep", 0, int_in(0, 100_000)),
+    Param("predict", False, flag, show_flag),  # both steppers hide each value until the student guessed it
     Param("cw", grids.encode_channels(torch.tensor(WEIGHT_PRESETS["Averaging (all ¼)"])[None]), parse_weights),
     Param("gm", 3, int_in(1, 4)),
     Param("gl", 3, int_in(1, 4)),
@@ -181,7 +182,7 @@ def pooling_lab() -> None:
         layer = None
         st.error(f"**This pooling layer gives no output.** {error}", icon=":material/block:")
     if layer is not None:
-        client_stepper(state, "step", layer, key="pool.stepper", present=PRESENTING)
+        client_stepper(state, "step", layer, key="pool.stepper", present=PRESENTING, predict_param="predict")
         if PRESENTING:
             return
 
@@ -218,7 +219,7 @@ def strided_convolution() -> None:
         "Unlike pooling, its weights are learned."
     )
     strided = Convolution.make(STRIDED.x, STRIDED.weight, STRIDED.bias, padding=STRIDED.padding, stride=STRIDED.stride)
-    client_stepper(state, "sstep", strided, key="pool.strided", present=PRESENTING)
+    client_stepper(state, "sstep", strided, key="pool.strided", present=PRESENTING, predict_param="predict")
     geometry = strided.geometry
     st.caption(f"Output size: {output_size_formula(strided.x.shape[1], geometry.kernel, geometry.padding, geometry.stride, 1)} "
                f"(the convolution formula with p = 0, dilation 1).")

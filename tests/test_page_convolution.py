@@ -86,7 +86,7 @@ def test_the_browsers_step_reaches_python_and_the_url():
     expected = lecture_output()[0, 1]
     assert f"(bias) = {number(expected)}" in shown(at, 1)
     assert "row 1, column 2" in shown(at, 1)
-    assert stepper_data(at)["goto"] == {"id": 1, "step": 0}  # no command back: the browser is there already
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 0, "predict": False}  # no command back: the browser is there already
 
 
 def test_link_opens_the_exact_state():
@@ -101,11 +101,11 @@ def test_link_opens_the_exact_state():
 
 def test_a_changed_setting_starts_the_stepper_again():
     at = run_page(step="5")
-    assert stepper_data(at)["goto"] == {"id": 1, "step": 5}
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 5, "predict": False}
     browser_steps_to(at, 7)
     at.number_input(key="conv.s").set_value(2).run()
     # Python tells the browser, with a new command id, to go to step 0 of the new layer.
-    assert stepper_data(at)["goto"] == {"id": 2, "step": 0} and stepper_data(at)["count"] == 4
+    assert stepper_data(at)["goto"] == {"id": 2, "step": 0, "predict": False} and stepper_data(at)["count"] == 4
     assert "step" not in at.query_params
     # A step the browser sent before it saw that command is not taken.
     browser_steps_to(at, 3, goto=1)
@@ -209,3 +209,129 @@ def test_an_unknown_sample_photo_in_a_link_is_said():
 def test_the_presenter_view_asks_for_the_large_stepper():
     assert stepper_data(run_page())["present"] is False
     assert stepper_data(run_page(present="1"))["present"] is True
+
+
+# ---------------------------------------------------------------- predict mode
+
+
+SGD = "conv.sgd"
+
+
+def test_predict_mode_is_off_by_default_and_a_link_turns_it_on():
+    at = run_page()
+    for key in (STEPPER, SGD):
+        assert stepper_data(at, key)["goto"]["predict"] is False and stepper_data(at, key)["predict_param"] == "predict"
+    at = run_page(predict="1", step="3")
+    for key in (STEPPER, SGD):
+        assert stepper_data(at, key)["goto"]["predict"] is True
+    assert stepper_data(at)["goto"]["step"] == 3 and at.query_params["predict"] == ["1"]
+    # The value a guess is compared with is the engine's: the slide's output, step by step.
+    assert stepper_data(at)["answers"] == lecture_output().flatten().tolist()
+
+
+def test_the_browsers_predict_switch_reaches_python_and_the_link():
+    at = run_page()
+    command = stepper_data(at)["goto"]
+    widgets = at._tree.get_widget_states()
+    state = widgets.widgets.add()
+    state.id = stepper(at).proto.id
+    state.json_value = json.dumps({"step": 2, "goto": command["id"], "predict": True})
+    at._run(widgets)
+    assert not at.exception
+    assert at.query_params["predict"] == ["1"] and at.query_params["step"] == ["2"]
+    assert at.session_state["conv.predict"] is True
+    assert stepper_data(at)["goto"] == command  # no command back: the browser switched it itself
+    at.number_input(key="conv.s").set_value(2).run()  # a new layer keeps predict mode
+    assert stepper_data(at)["goto"] == {"id": command["id"] + 1, "step": 0, "predict": True}
+
+
+def test_a_bad_predict_value_in_a_link_is_explained():
+    at = run_page(predict="yes")
+    assert any("predict='yes'" in w.value and "0 or 1" in w.value for w in at.warning)
+    assert stepper_data(at)["goto"]["predict"] is False
+
+
+# ---------------------------------------------------------------- one step of gradient descent
+
+
+def autograd_step(x, w, b, target, learning_rate, padding=1):
+    w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    y = F.conv2d(x[None], w, b, padding=padding)[0]
+    loss = 0.5 * ((y - target) ** 2).sum()
+    loss.backward()
+    with torch.no_grad():
+        new_loss = 0.5 * ((F.conv2d(x[None], w - learning_rate * w.grad, b - learning_rate * b.grad,
+                                    padding=padding)[0] - target) ** 2).sum()
+    return loss.item(), w.grad, b.grad, new_loss.item()
+
+
+def test_the_gradient_step_on_the_lecture_example_matches_autograd():
+    from cnnviz.sgd import seeded_target
+    at = run_page()
+    data = stepper_data(at, SGD)
+    assert data["kind"] == "grids" and data["count"] == 10 and data["param"] == "gstep"
+    target = seeded_target((1, 4, 4), 0)
+    loss, weight_grad, bias_grad, new_loss = autograd_step(
+        LECTURE_INPUT[None], LECTURE_FILTER[None, None], torch.tensor([LECTURE_BIAS], dtype=torch.float64), target, 0.01)
+    assert data["answers"] == [*weight_grad.flatten().tolist(), bias_grad.item()]
+    text = text_of(at)
+    assert f"= ½ · {number(2 * loss)} = **{number(loss)}**" in text and loss == 292.5
+    assert f"after the step with η = 0.01, L = **{number(new_loss)}**, lower." in text
+    assert "∂L/∂w = Σ ∂L/∂y · x" in text  # the gradient said as the correlation it is
+    first = data["lines"][0][0]
+    assert " + ".join(data["terms"][i] for i in first[1]) + first[2] == (
+        "1·0 + (−4)·0 + 10·0 + 6·0 + 7·0 + 11·1 + (−4)·2 + 1·1 + (−3)·0 + (−3)·2 + 3·(−1) + 13·0 + 5·0 + 2·0 "
+        "+ 2·2 + (−4)·1 = −5")
+
+
+def test_the_links_target_learning_rate_and_step():
+    from cnnviz.sgd import seeded_target
+    at = run_page(tgt="3", lr="0.1", gstep="4")
+    data = stepper_data(at, SGD)
+    assert data["goto"]["step"] == 4
+    loss, weight_grad, _, new_loss = autograd_step(
+        LECTURE_INPUT[None], LECTURE_FILTER[None, None], torch.tensor([LECTURE_BIAS], dtype=torch.float64),
+        seeded_target((1, 4, 4), 3), 0.1)
+    assert data["answers"][4] == weight_grad[0, 0, 1, 1].item()
+    assert new_loss > loss and f"L = **{number(new_loss)}**, **higher**: η = 0.1 is too large a step" in text_of(at)
+    assert any("w − 0.1·∂L/∂w" == s["title"] for g in data["groups"] for s in g["sets"])
+    at = run_page(lr="0.5", tgt="ten")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "lr='0.5'" in warnings and "0.001, 0.003, 0.01, 0.03, 0.1" in warnings and "tgt='ten'" in warnings
+
+
+def test_a_new_target_and_another_learning_rate_start_the_step_again():
+    at = run_page(gstep="5")
+    before = stepper_data(at, SGD)["answers"]
+    next(b for b in at.button if b.label == "New target").click().run()
+    assert at.query_params["tgt"] == ["1"] and "gstep" not in at.query_params
+    assert stepper_data(at, SGD)["goto"]["step"] == 0 and stepper_data(at, SGD)["answers"] != before
+    at.segmented_control(key="conv.lr").set_value(0.03).run()
+    assert at.query_params["lr"] == ["0.03"]
+    assert "after the step with η = 0.03" in text_of(at)
+
+
+def test_the_presenter_views_gradient_descent_stop():
+    from cnnviz.tour import TOUR, stop_query
+    index = next(i for i, stop in enumerate(TOUR) if stop.section == "sgd")
+    at = run_page(**stop_query(index, present="1"))
+    keys = [element.key for element in at.get("bidi_component")]
+    assert SGD in keys and STEPPER not in keys  # the gradient step fills the screen, not the forward pass
+    assert stepper_data(at, SGD)["present"] is True
+    assert "L = **146.294**" in text_of(at) and "What the layer costs" not in text_of(at)
+
+
+# ---------------------------------------------------------------- more than three input channels
+
+
+def test_six_input_channels_are_said_to_be_hyperspectral_and_counted():
+    at = run_page()
+    at.number_input(key="conv.d").set_value(6).run()
+    assert not at.exception
+    assert any("hyperspectral" in c.value and "k·k·d + 1" in c.value for c in at.caption)
+    text = text_of(at)
+    assert "k·k·d + 1 = 3·3·6 + 1 = **55**" in text and "d′·(k·k·d + 1) = 1·(3·3·6 + 1) = **55**" in text
+    data = stepper_data(at)
+    assert len(data["inputs"]["grids"]) == 6 and data["line_labels"] == [f"channel {c}" for c in range(1, 7)]
+    assert stepper_data(at, SGD)["count"] == 6 * 9 + 1
+    assert not any("hyperspectral" in c.value for c in run_page(ex="two-channels").caption)

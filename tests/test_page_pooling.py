@@ -99,10 +99,10 @@ def test_channels_are_pooled_one_by_one():
 
 def test_a_changed_setting_starts_the_stepper_again():
     at = run_page(step="2")
-    assert stepper_data(at)["goto"] == {"id": 1, "step": 2}
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 2, "predict": False}
     browser_steps_to(at, 3)
     at.number_input(key="pool.s").set_value(1).run()
-    assert stepper_data(at)["goto"] == {"id": 2, "step": 0} and stepper_data(at)["count"] == 9
+    assert stepper_data(at)["goto"] == {"id": 2, "step": 0, "predict": False} and stepper_data(at)["count"] == 9
     assert "step" not in at.query_params
 
 
@@ -158,3 +158,13 @@ def test_the_max_pooling_winner_is_marked_apart_from_the_window():
     # second window: rows 1-2, columns 3-4, values 1 1 / 0 1: the winner is row 1, column 3 (the first 1)
     assert data["windows"][1] == [2, 3, 6, 7] and data["winners"][1] == 2
     assert "The winner is input row 1, column 3" in shown(at)
+
+
+def test_predict_mode_comes_with_the_link_for_both_steppers():
+    for key in (POOL, STRIDED):
+        assert stepper_data(run_page(), key)["goto"]["predict"] is False
+    at = run_page(predict="1", kind="mean")
+    for key in (POOL, STRIDED):
+        assert stepper_data(at, key)["goto"]["predict"] is True and stepper_data(at, key)["predict_param"] == "predict"
+    assert stepper_data(at)["answers"] == [1.0, 0.75, 1.0, -2.25]  # the lecture's input, mean-pooled
+    assert stepper_data(at)["predict_hint"] == "What is the mean of the values in the amber window?"

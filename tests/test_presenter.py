@@ -19,10 +19,12 @@ from ui.serving import short_link
 
 def test_the_tour_follows_the_lecture_in_slide_order():
     titles = [stop.title for stop in TOUR]
-    assert titles[0] == "A convolution with zero padding" and titles[-1] == "Softmax: scores become probabilities"
-    pages = [stop.page for stop in TOUR]
+    assert titles[0] == "A convolution with zero padding" and titles[-2] == "Softmax: scores become probabilities"
+    # The lecture ends with its slide on training: one gradient descent step on the convolution page.
+    assert (titles[-1], TOUR[-1].page, TOUR[-1].section) == ("One step of gradient descent", "1_Convolution.py", "sgd")
+    pages = [stop.page for stop in TOUR[:-1]]
     order = [lesson.page for lesson in LESSONS]
-    assert pages == sorted(pages, key=order.index)  # never back to an earlier page
+    assert pages == sorted(pages, key=order.index)  # never back to an earlier page before that
     assert [s.query.get("ex") for s in TOUR[:4]] == [None, "no-padding", "two-channels", "two-filters"]
     assert [s.section for s in TOUR if s.section][:4] == ["graph", "costs", "strided", "flatten"]
     assert stop_link(7, present="1") == "/Pooling?kind=mean&stop=8&present=1"

@@ -1,7 +1,8 @@
 """The convolution lab's state and controls: the example, the grids, the layer's settings.
 
 The page's whole state is in its URL (`STATE`): the input x, the filters w and the biases b as
-text, and padding, stride, dilation and the step. Every change goes through the tensors and is
+text, padding, stride, dilation and the step, predict mode, and the gradient descent step's target
+seed, learning rate and step. Every change goes through the tensors and is
 written back as text, never through half-parsed boxes. Links are held to the same limits as
 the controls: a link that asks for more says so and is not followed.
 
@@ -22,9 +23,10 @@ from cnnviz.conv import Convolution, ConvError
 from cnnviz.edits import fit_filter_channels, fit_filters, fit_input_channels, resize_kernel
 from cnnviz.examples import CONV_EXAMPLES, FILTER_PRESETS, filter_preset, random_grid
 from cnnviz.images import SAMPLES
+from cnnviz.sgd import LEARNING_RATES, GradientStep, seeded_target
 
 from .grid_editor import GridEditor, channels_parser, random_size_inputs
-from .state import Param, UrlState, int_in, one_of
+from .state import Param, UrlState, flag, int_in, number_in, one_of, show_flag
 
 LECTURE = "lecture"
 MAX_KERNEL, MAX_CHANNELS, MAX_FILTERS, MAX_PADDING, MAX_STRIDE, MAX_DILATION = 7, 6, 4, 5, 4, 3
@@ -84,7 +86,12 @@ STATE = [
     Param("s", _from_example("stride"), int_in(1, MAX_STRIDE)),
     Param("dil", _from_example("dilation"), int_in(1, MAX_DILATION)),
     Param("step", 0, int_in(0, 100_000)),
+    Param("predict", False, flag, show_flag),  # the steppers hide each value until the student guessed it
     Param("img", "Cat", one_of(*SAMPLES)),
+    # One step of gradient descent: the target's seed, the learning rate η and the step (one per parameter).
+    Param("tgt", 0, int_in(0, 9_999)),
+    Param("lr", 0.01, number_in(LEARNING_RATES)),
+    Param("gstep", 0, int_in(0, 100_000)),
 ]
 
 
@@ -113,6 +120,17 @@ def make_layer(x_text: str, w_text: str, b_text: str, padding: int | str, stride
     return layer
 
 
+@lru_cache(maxsize=64)
+def make_gradient_step(x_text: str, w_text: str, b_text: str, padding: int | str, stride: int, dilation: int,
+                       target_seed: int, learning_rate: float) -> GradientStep | None:
+    """One gradient descent step of the page's layer towards its seeded target (None when the layer gives no
+    output), shared like make_layer."""
+    layer = make_layer(x_text, w_text, b_text, padding, stride, dilation)
+    if isinstance(layer, ConvError):
+        return None
+    return GradientStep.make(layer, seeded_target(layer.out_shape, target_seed), learning_rate)
+
+
 class ConvLab:
     """The lab's controls bound to its URL state. Callbacks run before the page's next run."""
 
@@ -131,6 +149,10 @@ class ConvLab:
         s = self.state
         return make_layer(s["x"], s["w"], s["b"], s["pad"], s["s"], s["dil"])
 
+    def gradient_step(self) -> GradientStep | None:
+        s = self.state
+        return make_gradient_step(s["x"], s["w"], s["b"], s["pad"], s["s"], s["dil"], s["tgt"], s["lr"])
+
     def on_example_settings(self) -> bool:
         """Whether the state is still the chosen example's (its note then describes what is shown)."""
         s = self.state
@@ -140,7 +162,7 @@ class ConvLab:
         """Make (x, w, b) the page's tensors, refresh the boxes and start stepping again."""
         s = self.state
         s["x"], s["w"], s["b"] = grids.encode_channels(x), grids.encode_filters(w), encode_bias(b)
-        s["ex"], s["step"] = example, 0
+        s["ex"], s["step"], s["gstep"] = example, 0, 0
         self.fill_boxes()
 
     def fill_boxes(self) -> None:
@@ -187,7 +209,7 @@ class ConvLab:
             return
         s = self.state
         s["x"], s["w"], s["b"] = grids.encode_channels(new_x), grids.encode_filters(new_w), encode_bias(new_b)
-        s["ex"], s["step"] = "custom", 0
+        s["ex"], s["step"], s["gstep"] = "custom", 0, 0
         self.inputs.set_error(None)
 
     def on_kernel(self) -> None:
@@ -224,10 +246,18 @@ class ConvLab:
     def on_padding(self) -> None:
         picked = st.session_state["conv.pad_pick"]
         if picked is not None:
-            self.state["pad"], self.state["step"] = picked, 0
+            self.state["pad"], self.state["step"], self.state["gstep"] = picked, 0, 0
 
     def go_to(self, step: int) -> None:
-        self.state["step"] = step
+        """A new layer: both steppers start again (the forward pass at `step`)."""
+        self.state["step"], self.state["gstep"] = step, 0
+
+    def on_new_target(self) -> None:
+        self.state["tgt"] = (self.state["tgt"] + 1) % 10_000
+        self.restart_gradient_step()
+
+    def restart_gradient_step(self) -> None:
+        self.state["gstep"] = 0
 
     # ---- the controls
 
@@ -238,7 +268,8 @@ class ConvLab:
                          format_func=lambda k: CONV_EXAMPLES[k].title if k in CONV_EXAMPLES else "Your own (edited)")
         top[1].number_input("Kernel size k", 1, MAX_KERNEL, key="conv.k", on_change=self.on_kernel)
         top[2].number_input("Input channels d", 1, MAX_CHANNELS, key="conv.d", on_change=self.on_channels,
-                            help="1 for a grey image, 3 for colour; more for hyperspectral images.")
+                            help="1 for a grey image, 3 for colour (RGB), more than 3 for hyperspectral images, as "
+                                 f"the lecture says: up to {MAX_CHANNELS} here.")
         top[3].number_input("Filters d′", 1, MAX_FILTERS, key="conv.dd", on_change=self.on_filters,
                             help="Each filter makes one output channel.")
         top[0].segmented_control("Padding p", PADDINGS, key="conv.pad_pick", required=True,
@@ -251,6 +282,22 @@ class ConvLab:
                                             "covers 5×5 pixels.")
         if self.on_example_settings():
             st.caption(CONV_EXAMPLES[self.state["ex"]].note)
+        d = st.session_state["conv.d"]
+        if d > 3:
+            st.caption(f"d = {d} input channels: more than 3, as in **hyperspectral images** (the lecture: 1 for "
+                       "greyscale, 3 for RGB, more than 3 for hyperspectral). A filter has one k×k slice per "
+                       "channel, so it has k·k·d + 1 parameters.")
+
+    def draw_sgd_settings(self, label: bool = True) -> None:
+        """The gradient descent step's learning rate and a button for another target (`label`: the learning
+        rate's label above its choices)."""
+        with st.container(horizontal=True, vertical_alignment="bottom", width="content"):
+            st.segmented_control("Learning rate η", LEARNING_RATES, key=self.state.key("lr"), required=True,
+                                 label_visibility="visible" if label else "collapsed",
+                                 on_change=self.restart_gradient_step,
+                                 help="How far each weight moves against its gradient: w − η·∂L/∂w.")
+            st.button("New target", icon=":material/casino:", on_click=self.on_new_target,
+                      help="Another target T of small integers (its seed is in the link).")
 
     def draw_editors(self) -> None:
         """The grids as text boxes, a random input, and a preset per filter."""
