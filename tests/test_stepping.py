@@ -268,7 +268,7 @@ def figures(data: dict) -> list[dict]:
 
 
 def line_text(data: dict, line: list) -> str:
-    label, ids, tail = line
+    _, ids, tail = line
     return " + ".join(data["terms"][i] for i in ids) + tail
 
 
@@ -374,6 +374,6 @@ def test_a_long_sum_says_how_many_terms_it_left_out_and_the_payload_stays_small(
     step = GradientStep.make(layer, seeded_target(layer.out_shape, 1), 0.001)
     data = sgd_steps(step)
     assert data["count"] == 4 * (6 * 9 + 1)
-    label, ids, tail = data["lines"][0][0]
+    _, ids, tail = data["lines"][0][0]
     assert len(ids) == MAX_TERMS and tail == f" + … ({256 - MAX_TERMS} more) = {number(step.weight_grad[0, 0, 0, 0])}"
     assert len(json.dumps(data).encode()) < 250_000
