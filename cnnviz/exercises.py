@@ -160,9 +160,9 @@ def describe_cells(cells: Iterable[tuple[int, int]], rows: int, cols: int) -> st
                                                                           for r in range(1, rows + 1)}
     parts = []
     if full_rows:
-        parts.append(f"row{'s' if len(full_rows) > 1 else ''} {_and([str(r) for r in full_rows])}")
+        parts.append(f"row{'s' if len(full_rows) > 1 else ''} {', '.join(str(r) for r in full_rows)}")
     if full_cols:
-        parts.append(f"column{'s' if len(full_cols) > 1 else ''} {_and([str(c) for c in full_cols])}")
+        parts.append(f"column{'s' if len(full_cols) > 1 else ''} {', '.join(str(c) for c in full_cols)}")
     parts += [f"({r}, {c})" for r, c in sorted(cells - covered)]
     text = _and(parts)
     return f"{text} ({len(cells)} cell{'s' if len(cells) != 1 else ''})" if full_rows or full_cols else text
@@ -238,7 +238,8 @@ class Decimal(Answer):
 
     @property
     def text(self) -> str:
-        return percent(self.value, max(1, self.places)) if self.share else notation.number(self.value, self.places)
+        # as the worked arithmetic writes it (3 decimals), even where fewer are enough
+        return percent(self.value, max(1, self.places)) if self.share else notation.number(self.value, max(3, self.places))
 
     def judge(self, response: str) -> Feedback:
         value, typed_percent = parse_number(response)
@@ -516,7 +517,9 @@ def pool_head(seed: int) -> Question:
         Whole(value),
         "A fully connected layer has (inputs)·n weights and n biases. Flattening hands it m·l·d inputs, "
         "global average pooling d.",
-        tuple((what, f"{formula} = {count(v)}") for what, formula, v in counts.formulas()),
+        # short labels: the page's own ("Flatten, then fully connected") squeeze the arithmetic on a phone
+        tuple((label, f"{formula} = {count(v)}")
+              for label, (_, formula, v) in zip(("After flattening", "After GAP"), counts.formulas())),
         given={"size": m, "channels": d, "units": units, "head": how})
 
 
@@ -752,8 +755,8 @@ def vgg_shape(seed: int) -> Question:
     rows = [r for r in summary.layers if r.kind in ("conv", "pool")]
     row = rng.choice(rows)
     lines = [("Input", notation.shape(summary.in_shape))]
-    for r in rows[:row.index + 1]:
-        if r.kind == "pool":
+    for r in rows:
+        if r.kind == "pool" and r.index <= row.index:
             lines.append((r.label, f"2×2, stride 2 halves: {notation.shape(r.in_shape)} → {notation.shape(r.out_shape)}"))
     if row.kind == "conv":
         lines.append((row.label, f"3×3 with padding 1 keeps {grid(*row.in_shape[1:])}; {row.out_shape[0]} filters → "
@@ -825,11 +828,13 @@ SOFTMAX_CLASSES = ("cat", "dog", "fox", "wolf", "lynx", "tiger", "bear", "horse"
 
 
 def _probability_lines(breakdown) -> tuple[tuple[str, str], ...]:
+    """The sum of every e^z once, then each class's share of it."""
     total = " + ".join(number(float(e)) for e in breakdown.exps)
-    return tuple((f"p({name})", f"{_exp_text(float(z))} / ({total}) = {number(float(e))} / {number(breakdown.total)}"
-                                f" = {percent(float(p))}")
-                 for name, z, e, p in zip(breakdown.names, breakdown.scores, breakdown.exps,
-                                          breakdown.probabilities))
+    return ((("Σ e^z", f"{total} = {number(breakdown.total)}"),)
+            + tuple((f"p({name})", f"{_exp_text(float(z))} / Σ = {number(float(e))} / {number(breakdown.total)} = "
+                                   f"{percent(float(p))}")
+                    for name, z, e, p in zip(breakdown.names, breakdown.scores, breakdown.exps,
+                                             breakdown.probabilities)))
 
 
 def softmax_largest(seed: int) -> Question:

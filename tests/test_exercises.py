@@ -239,6 +239,23 @@ def test_vgg_shapes_are_torchvisions():
     assert 224 in sizes and len(sizes) > 3
 
 
+def test_vgg_shape_worked_lines_walk_up_to_the_layer_asked():
+    for q in questions("vgg-shape")[:60]:
+        rows = {r.label: r for r in E.vgg_summary("vgg16", q.given["size"]).layers}
+        labels = [label for label, _ in q.worked[1:]]
+        asked = next(r for r in rows.values() if r.name == q.given["layer"])
+        assert labels[-1] == asked.label and all(rows[label].index <= asked.index for label in labels)
+        assert [rows[label].index for label in labels] == sorted(rows[label].index for label in labels)
+
+
+def test_the_worked_arithmetic_ends_in_the_answer():
+    for kind in E.GENERATORS:
+        for q in questions(kind)[:50]:
+            if isinstance(q.answer, E.Choice):  # the winner is the line with the largest number
+                continue
+            assert any(q.answer.text in expression for _, expression in q.worked), (q.code, q.answer.text, q.worked)
+
+
 def test_vgg_layer_parameters_are_torchvisions():
     for q in questions("vgg-params"):
         module = torchvision_vgg(q.given["model"]).get_submodule(q.given["layer"])

@@ -32,6 +32,7 @@ from ui.show import Component, arithmetic, arithmetic_html, chart
 QUESTION = "q"  # the student's own question in the link (ui.state.APP_PARAMS)
 ASK, REVEAL = "ask", "reveal"  # the hall's question and whether its answer is shown (ui.state.HALL_PARAMS)
 TRIES = "yt.tries"  # {question code: what this session did with it}
+FIGURE_MAX_PX = 400  # the tallest a question's figure is drawn in the presenter view
 NEW_SEEDS = 9_999  # "New question" draws from 1..NEW_SEEDS: numbers short enough to read out in a hall
 
 _PROGRESS = Component(
@@ -39,8 +40,8 @@ _PROGRESS = Component(
     html=("<div class='line' data-part='progress'><span class='icon'>✓</span> This lesson: <b data-part='answered'>"
           "0</b> <span data-part='answered-word'>questions answered</span>, <b data-part='right'>0</b> right first "
           "time <span class='where'>(kept in this browser)</span></div>"),
-    css=(".line{font-family:var(--st-font,sans-serif);font-size:0.95rem;color:var(--st-text-color,inherit);"
-         "display:flex;flex-wrap:wrap;align-items:baseline;gap:0.3rem}.icon{color:#16a34a}"
+    css=(".line{font-family:var(--st-font,sans-serif);font-size:0.95rem;color:var(--st-text-color,inherit)}"
+         ".icon{color:#16a34a}"
          ".where{color:#6b7280;font-size:0.85rem}"),
     js=(Path(__file__).resolve().parent / "components" / "progress.js").read_text(encoding="utf-8"),
 )
@@ -115,7 +116,7 @@ def _answer_form(page_file: str, question: Question, where: str) -> None:
     answer_key = f"yt.{where}.answer.{question.code}"
     with st.form(f"yt.{where}.form.{question.code}", border=False, enter_to_submit=True):
         with st.container(horizontal=True, vertical_alignment="bottom"):
-            st.text_input("Your answer", key=answer_key, placeholder=_placeholder(question), max_chars=200)
+            st.text_input("Your answer", key=answer_key, placeholder=_placeholder(question))
             st.form_submit_button("Check", type="primary", on_click=_check, key=f"yt.{where}.check",
                                   args=(page_file, question, where, answer_key))
 
@@ -125,8 +126,8 @@ def _placeholder(question: Question) -> str:
             "Choice": "a class name", "Cells": "e.g. row 5, column 5"}[type(question.answer).__name__]
 
 
-def _feedback(question: Question, tries: dict, reveal: bool) -> None:
-    """Right or wrong (and, when `reveal`, the answer); unreadable text explained."""
+def _feedback(tries: dict) -> None:
+    """Right or wrong (never the answer: the caller shows it when it may); unreadable text explained."""
     feedback = tries["feedback"]
     if feedback is None:
         return
@@ -136,8 +137,22 @@ def _feedback(question: Question, tries: dict, reveal: bool) -> None:
         first = " Right first time." if tries["right_first"] and tries["checks"] == 1 else ""
         st.success(feedback.message + first, icon=":material/check_circle:")
     else:
-        st.error(feedback.message + (f" The answer is **{question.answer.text}**." if reveal else ""),
-                 icon=":material/cancel:")
+        st.error(feedback.message, icon=":material/cancel:")  # the answer follows, with its arithmetic
+
+
+def enlarged(figure: dict, factor: float) -> dict:
+    """A copy of a plain plotly figure of fixed size (cnnviz.figures) `factor` times as large: its size,
+    margins and every font. The engine's figures are sized for a page; a projector needs them larger."""
+    def scale(node, key=""):
+        if isinstance(node, dict):
+            return {k: (v * factor if (k in ("width", "height") and key in ("", "layout")
+                                       or key == "margin" or k == "size" and "font" in key)
+                                      and isinstance(v, (int, float)) and not isinstance(v, bool)
+                        else scale(v, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scale(item, key) for item in node]
+        return node
+    return scale(figure)
 
 
 def _question(question: Question, font_rem: float = 1.0) -> None:
@@ -147,7 +162,10 @@ def _question(question: Question, font_rem: float = 1.0) -> None:
         st.markdown(f"<div style='font-size:{font_rem}rem;line-height:1.45'>\n\n{question.prompt}\n\n</div>",
                     unsafe_allow_html=True)
     if question.figure is not None:
-        chart(question.figure, key=f"yt.figure.{question.code}", width="content")
+        # on a projector: larger, but never taller than what 1280×720 leaves below the prompt
+        factor = min(font_rem, FIGURE_MAX_PX / question.figure["layout"]["height"])
+        figure = question.figure if font_rem == 1.0 else enlarged(question.figure, max(1.0, factor))
+        chart(figure, key=f"yt.figure.{question.code}", width="content")
 
 
 # ---------------------------------------------------------------- the page's own question
@@ -196,7 +214,7 @@ def _your_turn(page_file: str) -> None:
                       on_click=lambda: _set_own(kind, _new_seed(seed)))
         if tries["hint"]:
             st.info(f"**Hint.** {question.hint}", icon=":material/lightbulb:")
-        _feedback(question, tries, reveal=True)
+        _feedback(tries)
         if tries["shown"] or (tries["feedback"] is not None and tries["feedback"].understood):
             arithmetic(list(question.worked), intro=f"**The answer: {question.answer.text}**")
 
@@ -267,14 +285,15 @@ def _presenter_question(page_file: str, question: Question, revealed: bool) -> N
                          label_visibility="collapsed", width=300,
                          on_change=lambda: _ask(st.session_state["yt.hall.kind"], question.seed))
         st.button("Back to the figure", icon=":material/close:", key="yt.hall.end", on_click=_end_question)
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns(2, gap="large")
     with left:
         _question(question, font_rem=1.5)
     with right:
         if revealed:
             st.markdown(f"<div style='font-size:2rem;font-weight:700;margin-bottom:0.6rem'>"
                         f"Answer: {question.answer.text}</div>"
-                        f"<div style='font-size:1.1rem'>{arithmetic_html(list(question.worked))}</div>",
+                        # the arithmetic's own monospace type, larger for the back of the hall
+                        + arithmetic_html(list(question.worked)).replace("font-size:1.15rem", "font-size:1.4rem"),
                         unsafe_allow_html=True)
         else:
             st.markdown("<div style='font-size:1.5rem;color:#4b5563'>Work it out, then answer on your phone.<br>"
@@ -290,7 +309,7 @@ def _student_question(page_file: str, question: Question, revealed: bool) -> Non
         _question(question)
         _answer_form(page_file, question, "hall")
         tries = _tries(question.code)
-        _feedback(question, tries, reveal=revealed)
+        _feedback(tries)
         if revealed:
             arithmetic(list(question.worked), intro=f"**The answer: {question.answer.text}**")
         else:
