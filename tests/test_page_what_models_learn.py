@@ -249,7 +249,8 @@ def test_cifar10_colour_templates_and_filters(monkeypatch, tmp_path):
 
 def test_the_data_folder_is_no_widget_and_its_path_is_never_shown(tmp_path):
     at = run_page()
-    assert not at.text_input  # no box to point the server at any of its folders
+    # no box to point the server at any of its folders (the one box is the Your turn answer's)
+    assert [box.key for box in at.text_input] == ["yt.own.answer.learn-template.1"]
     shown = everything_shown(at)
     assert str(tmp_path) not in shown and str(data.ROOT) not in shown
     at = run_page(ds="mnist")
@@ -333,6 +334,6 @@ def test_every_chart_goes_through_the_shared_chart_helper(monkeypatch):
 
     monkeypatch.setattr(ui.show, "chart", counted)
     at = run_page(view="compare", n="1000", cnn_ep="1", lin_ep="1", mlp_ep="1", k1="8")
-    assert len(drawn) == len(at.get("plotly_chart")) == 5
+    assert len(drawn) == len(at.get("plotly_chart")) == 6  # the page's 5 and its Your turn question's
     source = (data.ROOT / PAGE).read_text()
     assert "st.plotly_chart" not in source and "cache_resource" not in source and "import torch" not in source

@@ -27,7 +27,8 @@ import streamlit as st
 
 from cnnviz.exercises import GENERATORS, MAX_SEED, Question, lesson_kinds, make, parse_code
 from ui.presenter import presenting, share_dialog
-from ui.show import Component, arithmetic, arithmetic_html, chart
+from ui import show
+from ui.show import Component, arithmetic, arithmetic_html
 
 QUESTION = "q"  # the student's own question in the link (ui.state.APP_PARAMS)
 ASK, REVEAL = "ask", "reveal"  # the hall's question and whether its answer is shown (ui.state.HALL_PARAMS)
@@ -165,7 +166,7 @@ def _question(question: Question, font_rem: float = 1.0) -> None:
         # on a projector: larger, but never taller than what 1280×720 leaves below the prompt
         factor = min(font_rem, FIGURE_MAX_PX / question.figure["layout"]["height"])
         figure = question.figure if font_rem == 1.0 else enlarged(question.figure, max(1.0, factor))
-        chart(figure, key=f"yt.figure.{question.code}", width="content")
+        show.chart(figure, key=f"yt.figure.{question.code}", width="content")  # looked up when drawn (tests count)
 
 
 # ---------------------------------------------------------------- the page's own question
