@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from browser_helpers import assert_no_exception, content_height, wait_for_app, wait_for_rerun, wait_for_text
+from browser_helpers import assert_no_exception, click_text, content_height, wait_for_app, wait_for_rerun, wait_for_text
 from cnnviz.exercises import make
 
 PROGRESS = "[data-part=progress]"
@@ -33,6 +33,14 @@ def press(page, label: str) -> None:
     """Click the button labelled `label` (its Material icon's name may precede it), then wait for the rerun."""
     page.get_by_role("button").filter(has_text=re.compile(rf"{re.escape(label)}$")).first.click()
     wait_for_rerun(page)
+
+
+def wait_for_component_text(page, text: str, timeout_ms: float = 15_000) -> None:
+    """Until a component (in its shadow root, which body.innerText leaves out) shows `text`."""
+    page.wait_for_function(
+        """(text) => [...document.querySelectorAll("[data-testid=stBidiComponentIsolated]")].some(
+               (host) => host.shadowRoot && host.shadowRoot.textContent.includes(text))""",
+        arg=text, timeout=timeout_ms)
 
 
 def check(page, text: str) -> None:
@@ -104,3 +112,40 @@ def test_the_hall_question_hides_its_answer_until_revealed(app_server, browser_p
     wait_for_text(student, f"The answer: {question.answer.text}")
     student.context.close()
     assert_no_exception(page, app_server)
+
+
+def test_a_room_takes_the_hall_question_to_the_phones(app_server, chromium_browser):
+    """The presenter's room publishes `ask` and `reveal` (they are not app-wide parameters): a following
+    student's page shows the question, then the answer once it is revealed."""
+    presenter_context = chromium_browser.new_context(viewport={"width": 1280, "height": 720})
+    student_context = chromium_browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        presenter, student = presenter_context.new_page(), student_context.new_page()
+        question = make("pool-head", 4)
+        presenter.goto(f"{app_server.url}/Pooling?q={question.code}")
+        wait_for_app(presenter)
+        click_text(presenter, "Lecture hall")
+        press(presenter, "Open a room")
+        presenter.wait_for_selector("[data-part=room-text][data-code]", state="attached")
+        code = presenter.locator("[data-part=room-text]").first.get_attribute("data-code")
+        student.goto(f"{app_server.url}/r/{code}")
+        wait_for_app(student)
+        wait_for_component_text(student, f"Following room {code} · live")
+
+        press(presenter, "Presenter view")
+        press(presenter, "Ask the hall")
+        wait_for_text(presenter, "Your turn · Flatten or GAP")
+        student.wait_for_url(lambda url: f"ask={question.code}" in url, timeout=15_000)
+        wait_for_app(student)
+        wait_for_text(student, "Question from the lecture · Flatten or GAP")
+        assert f"The answer: {question.answer.text}" not in student.evaluate("() => document.body.innerText")
+        assert "present=1" not in student.url and "q=" not in student.url  # the presenter's own parameters stay
+
+        press(presenter, "Reveal")
+        student.wait_for_url(lambda url: "reveal=1" in url, timeout=15_000)
+        wait_for_app(student)
+        wait_for_text(student, f"The answer: {question.answer.text}")
+        assert_no_exception(student, app_server)
+    finally:
+        presenter_context.close()
+        student_context.close()
