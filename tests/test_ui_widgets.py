@@ -97,12 +97,12 @@ def test_client_stepper_clamps_a_link_hears_the_browser_and_resets():
     at.run()
     assert at.markdown[0].value == "step 3" and at.query_params["step"] == ["3"]
     data = stepper_data(at)
-    assert data["goto"] == {"id": 1, "step": 3} and (data["key"], data["param"]) == ("t.stepper", "step")
+    assert data["goto"] == {"id": 1, "step": 3, "predict": False} and (data["key"], data["param"]) == ("t.stepper", "step")
     assert data["count"] == 4 and data["present"] is False
 
     browser_sends(at, {"step": 1, "goto": 1})
     assert at.markdown[0].value == "step 1" and at.query_params["step"] == ["1"]
-    assert stepper_data(at)["goto"] == {"id": 1, "step": 3}  # unchanged data: nothing sent back
+    assert stepper_data(at)["goto"] == {"id": 1, "step": 3, "predict": False}  # unchanged data: nothing sent back
     browser_sends(at, {"step": 0, "goto": 1})
     assert at.markdown[0].value == "step 0" and "step" not in at.query_params
     for crafted in ({"step": "2", "goto": 1}, {"step": True, "goto": 1}, {"step": [2], "goto": 1}):
@@ -112,7 +112,7 @@ def test_client_stepper_clamps_a_link_hears_the_browser_and_resets():
     assert at.markdown[0].value == "step 3"
 
     at.number_input(key="t.k").set_value(1).run()  # a new layer: the page resets the step
-    assert stepper_data(at)["goto"] == {"id": 2, "step": 0} and stepper_data(at)["count"] == 4
+    assert stepper_data(at)["goto"] == {"id": 2, "step": 0, "predict": False} and stepper_data(at)["count"] == 4
     browser_sends(at, {"step": 2, "goto": 1})  # sent before the browser saw the reset: ignored
     assert at.markdown[0].value == "step 0"
     browser_sends(at, {"step": 2, "goto": 2})
