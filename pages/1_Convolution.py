@@ -107,7 +107,7 @@ if layer is not None:
             "weights: the same colour is the same weight (*parameter sharing*).")
         draw_connectivity(layer, height_px=260 if PRESENTING else 330)
 
-    if not PRESENTING or SECTION == "sgd":
+    if PRESENTING and SECTION == "sgd":
         gradient_descent(lab.gradient_step())
 
     geometry, counts = layer.geometry, layer.counts
@@ -152,6 +152,9 @@ elif photo is not None:
                    f"({'colour' if view.colour else 'grey'}, {view.width}×{view.height})",
                    width="stretch", output_format="PNG")
         chart(view.map_spec, where=right)
+
+if layer is not None:  # the lecture's last slide: training by gradient descent, here one step by hand
+    gradient_descent(lab.gradient_step())
 
 your_turn("1_Convolution.py")  # the lesson's questions, their seeds in the link (q=…)
 state.sync()
