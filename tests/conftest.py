@@ -139,3 +139,41 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A Debian redis-server of the test's own on a free 127.0.0.1 port (no persistence); yields its URL.
+    CI installs redis-server (.ci/run); tests never skip in CI."""
+    import shutil
+    import subprocess
+    import time
+
+    from server import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if in_ci():
+            pytest.fail("CI is set, and redis-server is missing: apt-get install redis-server", pytrace=False)
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -32,8 +33,19 @@ from cnnviz.rooms import (
 )
 from ui.state import APP_PARAMS
 
-# Every room of this server process: the routes below and the pages (ui.room) share it.
-ROOMS = RoomStore(app_params=APP_PARAMS)
+def make_room_store():
+    """The rooms of this server: in Redis when CNNVIZ_REDIS_URL is set (several app servers behind a proxy
+    then share them), else in this process."""
+    url = os.environ.get("CNNVIZ_REDIS_URL", "").strip()
+    if url:
+        from cnnviz.rooms_redis import RedisRoomStore
+
+        return RedisRoomStore(url, app_params=APP_PARAMS)
+    return RoomStore(app_params=APP_PARAMS)
+
+
+# Every room this server serves: the routes below and the pages (ui.room) share it.
+ROOMS = make_room_store()
 
 MAX_BODY = 8 * 1024  # bytes of a publish; a location is at most ~4.3 KB of text
 NO_STORE = {"Cache-Control": "no-store"}
