@@ -63,4 +63,33 @@ class ShortLinks:
             return target
 
 
-LINKS = ShortLinks()  # this server's short links
+class RedisShortLinks:
+    """The same, in Redis, for several app servers behind a proxy (a QR code made on one server is
+    scanned by a phone that another one serves). Each code expires `keep_days` after its last use."""
+
+    def __init__(self, url: str, keep_days: float = 30):
+        import redis
+
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.keep_seconds = int(keep_days * 86400)
+
+    def shorten(self, target: str) -> str:
+        code = code_for(check_target(target))
+        self.redis.set(f"cnnviz:link:{code}", target, ex=self.keep_seconds)
+        return code
+
+    def resolve(self, code: str) -> str | None:
+        if not isinstance(code, str) or not code.isalnum() or len(code) > 16:
+            return None
+        return self.redis.getex(f"cnnviz:link:{code}", ex=self.keep_seconds)
+
+
+def make_links() -> ShortLinks | RedisShortLinks:
+    """This server's short links: in Redis when CNNVIZ_REDIS_URL is set, else in this process."""
+    import os
+
+    url = os.environ.get("CNNVIZ_REDIS_URL", "").strip()
+    return RedisShortLinks(url) if url else ShortLinks()
+
+
+LINKS = make_links()  # this server's short links

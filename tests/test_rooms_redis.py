@@ -69,3 +69,14 @@ def test_the_server_picks_redis_when_told(redis_server, monkeypatch):
     assert isinstance(make_room_store(), RedisRoomStore)
     monkeypatch.delenv("CNNVIZ_REDIS_URL")
     assert not isinstance(make_room_store(), RedisRoomStore)
+
+
+def test_short_links_in_redis_are_shared_by_the_servers(redis_server):
+    from cnnviz.links import LinkError, RedisShortLinks, code_for
+    server_a, server_b = RedisShortLinks(redis_server), RedisShortLinks(redis_server)
+    code = server_a.shorten("/Pooling?kind=mean&step=3")
+    assert code == code_for("/Pooling?kind=mean&step=3")
+    assert server_b.resolve(code) == "/Pooling?kind=mean&step=3"
+    assert server_b.resolve("NOPE42") is None and server_b.resolve("../x") is None
+    with pytest.raises(LinkError):
+        server_a.shorten("https://evil.example/")
