@@ -18,9 +18,10 @@ The loop, `Trainer._train_epochs`, reads top to bottom: shuffle, then for each b
 `train_step`, and at the meter's times a training point, at the evaluation times a test point.
 
 `Trainer(config, train_set, test_set).run()` trains and returns a `TrainResult`; a
-`Control` lets another thread pause, resume and stop it between steps; `on_progress` and
-`on_epoch` callbacks receive `TrainProgress` and `EpochReport`s (the jobs module turns them
-into a snapshot a page can read).
+`Control` lets another thread pause and resume it between steps and stop it within one layer
+(hooks on the model's modules and on its activations' gradients check the stop, so even a step
+of seconds is cut short); `on_progress` and `on_epoch` callbacks receive `TrainProgress` and
+`EpochReport`s (cnnviz.worker sends them to the run's record, cnnviz.runs).
 
 The model's input is uint8 pixels / 255, as `cnnviz.checkpoint.Checkpoint.prepare` does.
 """
@@ -39,8 +40,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Checkpoint
-from .network import (DEFAULT_STACK, StackError, analyse, build_model, format_stack, head_problem, parse_stack,
-                      totals)
+from .network import (
+    DEFAULT_STACK,
+    StackError,
+    analyse,
+    build_model,
+    format_stack,
+    head_problem,
+    parse_stack,
+    totals,
+)
 from .notation import megabytes, shape
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
@@ -267,10 +276,15 @@ class TrainResult:
 # ---------------------------------------------------------------------------- control
 
 
+class StopTraining(Exception):
+    """Raised inside a forward or backward pass when a stop was asked for: the step is abandoned."""
+
+
 class Control:
     """Pause / resume / stop flags that the training loop reads between steps (thread-safe).
 
-    The loop reads two plain attributes per step, so checking costs nothing measurable.
+    The loop reads two plain attributes per step, so checking costs nothing measurable. A stop is
+    also seen inside a step, layer by layer (Trainer's stop hooks).
     """
 
     def __init__(self) -> None:
@@ -598,9 +612,13 @@ class Trainer:
     def _train(self) -> TrainResult:
         check_memory(self.config, self.in_shape, len(self.train_y), len(self.test_y), self.device)
         self._set_up()
-        if self.config.eval_at_start:
-            self._test_point(0.0, report_epoch=0)  # the untrained model: chance level
-        stopped = self._train_epochs()
+        try:
+            if self.config.eval_at_start:
+                self._test_point(0.0, report_epoch=0)  # the untrained model: chance level
+            stopped = self._train_epochs()
+        except StopTraining:  # cut inside a step or an evaluation: that step never happened
+            stopped = True
+        self.cut_on_stop = False  # the evaluation of the model at the stop is not cut
         self._finish()
         result = self._result(stopped)
         self._release_memory()
@@ -641,23 +659,33 @@ class Trainer:
     def _finish(self) -> None:
         """After the last step: the last training window, and a test point if the last step had none."""
         self.clock.stop()
+        self.model.train()  # a cut evaluation may have left it in eval mode
         if self.meter.images:  # stopped between two reads
             self._training_point(self.epochs_done)
         tested = self.history.test_epoch and self.history.test_epoch[-1] >= self.epochs_done - 1e-9
         if self.steps_done and not tested:  # stopped mid-epoch: the model's accuracy must be known
             self._test_point(self.epochs_done, report_epoch=math.ceil(self.epochs_done))
 
-    def _result(self, stopped: bool) -> TrainResult:
-        """The trained model, on the CPU in eval mode, with its curves, reports and checkpoint."""
-        model = self.model.eval().to("cpu", memory_format=torch.contiguous_format)
+    def checkpoint(self) -> Checkpoint:
+        """The model as it is now (weights copied to the CPU), with the last test point's metrics;
+        the worker keeps one at every epoch's end (cnnviz.worker)."""
         test_loss, test_accuracy = self.last_test or (None, None)
         seconds = self.clock.seconds
         images_per_s = self.images_seen / seconds if seconds else 0.0
         metrics = {"epochs": self.epochs_done, "train_seconds": seconds, "images_per_s": images_per_s}
         if test_accuracy is not None:
             metrics.update(test_accuracy=test_accuracy, test_loss=test_loss)
-        checkpoint = Checkpoint.from_model(model, format_stack_text(self.config.stack), self.in_shape, self.classes,
-                                           self.dataset, metrics)
+        return Checkpoint.from_model(self.model, format_stack_text(self.config.stack), self.in_shape, self.classes,
+                                     self.dataset, metrics)
+
+    def _result(self, stopped: bool) -> TrainResult:
+        """The trained model, on the CPU in eval mode, with its curves, reports and checkpoint."""
+        self._remove_stop_hooks()
+        model = self.model = self.model.eval().to("cpu", memory_format=torch.contiguous_format)
+        test_loss, test_accuracy = self.last_test or (None, None)
+        seconds = self.clock.seconds
+        images_per_s = self.images_seen / seconds if seconds else 0.0
+        checkpoint = self.checkpoint()
         self._publish("done")
         return TrainResult(
             model=model, history=self.history, reports=self.reports, test_accuracy=test_accuracy,
@@ -674,6 +702,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         model = seeded_model(cfg.stack, self.in_shape, cfg.seed).to(device)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        self._add_stop_hooks(self.model)
         self.train_x_dev, self.train_y_dev = self._to_device(self.train_x), self._to_device(self.train_y)
         self.test_x_dev, self.test_y_dev = self._to_device(self.test_x), self._to_device(self.test_y)
         self.optimizer = self._optimizer()
@@ -702,6 +731,31 @@ class Trainer:
     @property
     def epochs_done(self) -> float:
         return self.steps_done / self.steps_per_epoch
+
+    def _add_stop_hooks(self, model: nn.Module) -> None:
+        """A stop is seen between any two layers: before each module's forward, and in the backward
+        pass at each module's output gradient. A step of a big stack on the CPU takes seconds; a
+        stop that waited for it would keep the device from the next run that long.
+
+        Each hook reads two attributes: against a layer's work it costs nothing measurable."""
+        self.cut_on_stop = True
+
+        def check(*_) -> None:
+            if self.cut_on_stop and self.control.stop_requested:
+                raise StopTraining
+
+        def on_output(_module, _inputs, output) -> None:
+            if isinstance(output, torch.Tensor) and output.requires_grad:
+                output.register_hook(check)  # runs when the backward pass reaches this layer
+
+        layers = [m for m in model.modules() if m is not model]
+        self._stop_hooks = [m.register_forward_pre_hook(check) for m in layers]
+        self._stop_hooks += [m.register_forward_hook(on_output) for m in layers]
+
+    def _remove_stop_hooks(self) -> None:
+        for handle in getattr(self, "_stop_hooks", ()):
+            handle.remove()
+        self._stop_hooks = []
 
     # -------------------------------------------------------------- steps
 

@@ -50,7 +50,7 @@ def small(fashion):
 
 
 def cpu_config(**changes) -> TrainConfig:
-    base = dict(device="cpu", epochs=1, batch_size=64, report_every_s=0.01)
+    base = {"device": "cpu", "epochs": 1, "batch_size": 64, "report_every_s": 0.01}
     base.update(changes)
     return TrainConfig(**base)
 
