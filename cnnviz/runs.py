@@ -1121,12 +1121,12 @@ def make_backend(environ: Mapping[str, str] = os.environ) -> Runs:
 
 
 def _redis_backend(url: str, limits: Limits) -> tuple[RunStore, Executor]:
-    """The hook for several server processes on one Redis: a RedisRunStore (records as hashes, requests
-    read by the workers, checkpoints on a shared disk) and an RQ executor whose job is
-    cnnviz.worker.train_run(run_id), scheduled per device with the same Slots. Not written yet."""
-    raise NotImplementedError(
-        f"CNNVIZ_REDIS_URL is set ({url}), but this version trains only in local mode (one server process). "
-        "Unset CNNVIZ_REDIS_URL.")
+    """Several app servers and workers on one Redis (cnnviz.runs_redis): records, reports and models in
+    Redis, runs queued on RQ (one queue per device) and trained by RQ workers anywhere."""
+    from .runs_redis import RedisRunStore, RQExecutor
+
+    store = RedisRunStore.from_url(url, limits.keep_hours)
+    return store, RQExecutor(store, limits)
 
 
 _SHARED: Runs | None = None
