@@ -298,6 +298,7 @@ class Recipe:
     std: tuple[float, ...] | None = None
     interpolation: str = "bilinear"
     light_on_dark: bool = False  # the training images are bright objects on black
+    dataset: str = field(default="", compare=False)  # what a cnnviz checkpoint was trained on ("" for ImageNet)
 
     @classmethod
     def from_weights(cls, weights) -> Recipe:
@@ -314,7 +315,7 @@ class Recipe:
             raise ClassifyError(f"The model takes {c}-channel images; a photo can be given as 1 (grey) or "
                                 "3 (colour) channels only.")
         light = dataset.lower() in LIGHT_ON_DARK
-        return cls(c, (h, w), None, "pad" if light else "crop", light_on_dark=light)
+        return cls(c, (h, w), None, "pad" if light else "crop", light_on_dark=light, dataset=dataset.lower())
 
 
 @dataclass
