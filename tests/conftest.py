@@ -177,3 +177,32 @@ def redis_server(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def rq_workers():
+    """Starts RQ workers for cnnviz runs (`rq worker --worker-class cnnviz.runs_redis.RunWorker`), each in
+    a process group of its own (the worker and its work horse); yields start(url, *queues) -> Popen.
+    Every worker is killed afterwards, its horse included."""
+    import signal
+    import subprocess
+    import sys
+
+    started = []
+
+    def start(url: str, *queues: str, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+        environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CNNVIZ_REDIS_URL": url, **(env or {})}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rq.cli", "worker", "--url", url, "--worker-class", "cnnviz.runs_redis.RunWorker",
+             "--logging_level", "WARNING", *queues],
+            cwd=REPO_ROOT, env=environment, start_new_session=True, stdin=subprocess.DEVNULL)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)

@@ -364,12 +364,6 @@ def test_only_the_owner_controls_a_run_and_a_session_id_hands_its_runs_to_the_br
     assert runs.get("../../x") is None and runs.get(None) is None
 
 
-def test_the_redis_hook_says_it_is_not_there_yet(tmp_path):
-    with pytest.raises(NotImplementedError, match="Unset CNNVIZ_REDIS_URL"):
-        runs_module.make_backend({"CNNVIZ_REDIS_URL": "redis://localhost:6379/0",
-                                  "CNNVIZ_RUNS_DIR": str(tmp_path)})
-
-
 # ---------------------------------------------------------------------------- workers
 
 
