@@ -214,6 +214,29 @@ class RunRecord:
     def requests(self) -> Requests:
         return Requests(self.stop_requested, self.pause_requested)
 
+    @property
+    def test_accuracy(self) -> float | None:
+        """The last measured test accuracy (None before the first evaluation)."""
+        return self.history.test_accuracy[-1] if self.history.test_accuracy else None
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, 22nd, 101st, 111th."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def state_text(record: RunRecord) -> str:
+    """Where a run stands in a few words, as a list of runs shows it: 'waiting, 3rd in line',
+    'training, epoch 1.40 of 3', 'paused', 'finished', 'stopped', 'failed', 'interrupted'."""
+    if record.state == "queued":
+        return f"waiting, {ordinal(record.queue_position)} in line" if record.queue_position else "waiting"
+    if record.state == "running":
+        if record.progress is None:
+            return "starting"
+        return f"training, epoch {record.progress.epoch:.2f} of {record.progress.epochs}"
+    return {"error": "failed"}.get(record.state, record.state)
+
 
 # Written to record.json: everything but the reports (reports.pt) and the queue position (not kept).
 _NOT_IN_JSON = ("reports", "queue_position")
@@ -982,8 +1005,8 @@ class Runs:
         active = [r for r in self.store.by_owner(owner) if r.active]
         if len(active) >= self.limits.max_active_per_student:
             found.append(
-                f"You have {len(active)} runs going already, the most this server allows at once: stop one of "
-                "them (Your runs) or wait until one ends.")
+                f"You have {notation.count(len(active))} run{'s' if len(active) != 1 else ''} going already, the most "
+                "this server allows at once: stop one (Your runs) or wait until one ends.")
         waiting = sum(1 for r in self.store.all() if r.state == "queued")
         if waiting >= self.limits.max_queued:
             found.append(f"{notation.count(waiting)} runs are waiting for this server already; try again in a "

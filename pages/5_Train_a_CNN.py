@@ -1,4 +1,5 @@
-"""Train a CNN: build a stack, train it live in the background, save it and load it back."""
+"""Train a CNN: build a stack, train it live on the server (a run of cnnviz.runs, opened again by its link),
+save it and load it back."""
 
 import math
 
@@ -6,18 +7,44 @@ import streamlit as st
 
 from cnnviz import notation
 from cnnviz.data import DATASETS, TRAINING_DATA, DataUnavailable
-from cnnviz.jobs import DEVICE_QUEUE, TrainingJob
 from cnnviz.network import StackError
-from cnnviz.train import (BATCH_SIZES, DEFAULT_LR, DEFAULT_STACK, LEARNING_RATES, MAX_PAGE_SHIFT, PAGE_MAX_EPOCHS,
-                          TrainConfig, TrainError, available_devices, check_memory, device_label, pick_device)
+from cnnviz.runs import RunRequest
+from cnnviz.train import (
+    BATCH_SIZES,
+    DEFAULT_LR,
+    DEFAULT_STACK,
+    LEARNING_RATES,
+    MAX_PAGE_SHIFT,
+    PAGE_MAX_EPOCHS,
+    TrainConfig,
+    TrainError,
+    available_devices,
+    check_memory,
+    device_label,
+    pick_device,
+)
 from ui import datasets
 from ui.exercises import your_turn
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
 from ui.stack import StackBuilder
 from ui.state import Param, UrlState, flag, int_in, number_in, one_of, show_flag
-from ui.training import (current_job, download_session_model, live_view, load_checkpoint_box, publish_finished_job,
-                         start_button, warm_up)
+from ui.training import (
+    OPTIMIZERS,
+    RUN_KEY,
+    download_session_model,
+    live_view,
+    load_checkpoint_box,
+    parse_run_id,
+    publish_finished_run,
+    run_caption,
+    runs,
+    start_button,
+    student_component,
+    student_id,
+    warm_up,
+    your_runs,
+)
 
 page_setup("5_Train_a_CNN.py")
 PRESENTING = presenting()  # the presenter view: the run's controls and its curves
@@ -33,7 +60,10 @@ state = UrlState("train", [
     Param("flip", False, flag, show_flag),
     Param("shift", 0, int_in(0, MAX_PAGE_SHIFT)),
     Param("device", "auto", one_of("auto", "cuda", "mps", "cpu")),
+    Param("run", "", parse_run_id),  # the run shown: a refresh, another tab or a shared link reattaches to it
 ])
+student = student_id()
+student_component()  # the browser's id, once per session (invisible, in the sidebar)
 
 
 def data_available(key: str) -> bool:
@@ -47,6 +77,10 @@ def on_preset(preset) -> None:
 
 def on_optimizer() -> None:
     state["lr"] = DEFAULT_LR[state["opt"]]
+
+
+def open_run(run_id: str) -> None:
+    state["run"] = run_id
 
 
 # ======================================================================================= intro
@@ -88,7 +122,7 @@ with controls("The network and the training settings"):
     devices = available_devices()
     row = st.columns([2, 3, 2, 2, 2])
     row[0].selectbox("Optimizer", ["adam", "sgd"], key=state.key("opt"), on_change=on_optimizer,
-                     format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
+                     format_func=OPTIMIZERS.get)
     row[1].select_slider("Learning rate", LEARNING_RATES, key=state.key("lr"), format_func=lambda v: f"{v:g}",
                          help="The step size of gradient descent. Adam: about 0.001-0.003; SGD: about 0.01-0.1.")
     row[2].selectbox("Batch size", BATCH_SIZES, key=state.key("batch"),
@@ -133,9 +167,9 @@ with controls("The network and the training settings"):
                            "per epoch on "
                            f"{device_label(device)}; memory {estimate.text()}.")
 
-job = current_job()
-snap = job.snapshot() if job is not None else None
-busy = snap is not None and snap.active
+    request = RunRequest(config, state["data"], len(train_set), len(test_set)) if not problems else None
+    if request is not None:
+        problems += runs().refusals(student, request, device.type)  # the server's limits, before Start
 
 for problem in problems:
     st.error(problem, icon=":material/block:")
@@ -143,14 +177,23 @@ if not data_available(state["data"]):
     datasets.download_button(data.name, key="train.download")
 datasets.download_notice()
 
-
-start_button(lambda: TrainingJob(config, train_set, test_set, device=device), disabled=bool(problems) or busy,
-             busy=busy)
-if job is not None:
-    live_view(busy, compact=PRESENTING)
-    publish_finished_job()
+start_button(lambda: request, open_run, disabled=bool(problems))
+shown = runs().get(state["run"]) if state["run"] else None
+st.session_state[RUN_KEY] = state["run"] or None
+if shown is not None:
+    owner = shown.owner == student
+    run_caption(shown, owner)
+    live_view(shown.id, compact=PRESENTING)
+    publish_finished_run()
+elif state["run"]:
+    st.warning(f"There is no run {state['run']} on this server: runs are kept "
+               f"{notation.number(runs().limits.keep_hours)} hours after they end, then deleted. Check the link, or "
+               "start a new run.", icon="🔗")
 else:
-    st.caption("Nothing trained yet. The run goes on in the background: other pages and reruns don't stop it.")
+    st.caption("Nothing trained yet. The run goes on on the server: other pages, reloads and other tabs don't "
+               "stop it, and the page's link opens it again.")
+if not PRESENTING:
+    your_runs(student, state["run"] or None, open_run)
 if PRESENTING:
     state.sync()
     st.stop()
@@ -164,7 +207,7 @@ with save_col:
 with load_col:
     load_checkpoint_box()
 
-running, waiting = DEVICE_QUEUE.load(devices[0])
+running, waiting = runs().load(devices[0])
 if running or waiting:
     st.caption(f"On this server now: {running} training run{'s' if running != 1 else ''} on "
                f"{devices[0].upper()}, {waiting} waiting.")

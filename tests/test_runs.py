@@ -321,7 +321,7 @@ def test_limits_are_enforced_when_a_run_is_created_with_messages(tmp_path):
     assert executor.submitted == [run.id] and run.state == "queued" and run.owner == me
     assert run.config.time_limit_s == 90  # the server's limit on training time goes with the run
     assert run.multiply_adds == (4 * 9 * 784 + 4 * 28 * 28 + 10 * 785) * 6000 * 2
-    with pytest.raises(RunRefused, match="You have 1 runs going already, the most this server allows"):
+    with pytest.raises(RunRefused, match="You have 1 run going already, the most this server allows"):
         runs.start(me, request())
     assert runs.start(new_student_id(), request()).state == "queued"  # another student may
     with pytest.raises(RunRefused, match="no student id"):
@@ -460,3 +460,20 @@ def test_closing_the_server_interrupts_its_runs_and_a_restart_shows_them(backend
     assert restarted.get(training.id).state == restarted.get(waiting.id).state == "interrupted"
     assert restarted.get(waiting.id).message.startswith("Interrupted: the server stopped before it started.")
     assert replace(restarted.get(training.id), message="").owner == me
+
+
+def test_a_runs_state_in_a_few_words_says_its_place_in_line():
+    assert [runs_module.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111, 112)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th", "112th"]
+    waiting = record(state="queued", queue_position=3)
+    assert runs_module.state_text(waiting) == "waiting, 3rd in line"
+    assert runs_module.state_text(replace(waiting, queue_position=None)) == "waiting"
+    progress = TrainProgress(epoch=1.4, epochs=3, step=110, steps=235, images_seen=7000, images_per_s=9000.0,
+                             train_seconds=1.0, elapsed_s=1.2, eta_s=2.0, phase="training")
+    assert runs_module.state_text(record(state="running", progress=progress)) == "training, epoch 1.40 of 3"
+    assert runs_module.state_text(record(state="running")) == "starting"
+    assert runs_module.state_text(record(state="error")) == "failed"
+    assert runs_module.state_text(record(state="interrupted")) == "interrupted"
+    assert record().test_accuracy is None
+    history = History(test_epoch=[0.0, 1.0], test_loss=[2.3, 0.6], test_accuracy=[0.1, 0.8], test_seconds=[0.1, 0.2])
+    assert record(history=history).test_accuracy == 0.8

@@ -14,7 +14,7 @@ import streamlit as st
 from ui import presenter
 from ui.exercises import hall_question
 from ui.room import lecture_hall
-from ui.training import publish_finished_job
+from ui.training import publish_finished_run
 
 ROOT = Path(__file__).resolve().parent.parent
 # The browser tab's icon, served by the app: a Material icon there is fetched from Google's font
@@ -93,7 +93,7 @@ def page_setup(page_file: str, stepper_sections: tuple[str, ...] = ()) -> Lesson
                        initial_sidebar_state="collapsed" if presenting else "auto")
     # A training run that ended while the student was elsewhere becomes the session's model
     # on whichever page they are looking at (the explorer and the classify page use it).
-    publish_finished_job()
+    publish_finished_run()
     st.session_state[PAGE_PATH_KEY] = "/" + page_file.split("_", 1)[1].removesuffix(".py")
     number = LESSONS.index(lesson) + 1
     if presenting:

@@ -1,135 +1,228 @@
-"""The training page's widgets, and the session's training run seen from any page.
+"""The training page's widgets: a student's training runs (cnnviz.runs) seen from a page, and the
+session's model.
 
-A job started on the Train page goes on while the student looks at other pages. Its model
-becomes the session's model (st.session_state[TRAINED_KEY], a Checkpoint) when the job
-ends; `publish_finished_job()` does that, and any page may call it (ui.lessons.page_setup is
-the natural place), so the Classify page sees a model that finished while it was open.
+A run lives on the server (`runs()`, one per process), not in the session. It belongs to the student:
+an id kept in the browser's localStorage (the student component; until it has answered, the session's
+own id, whose runs it then takes over), so a refresh, a second tab or the browser opened again later
+finds the student's runs. The page shows one run, the one in its link (`run=<id>`): anyone with the
+link sees it, only its owner pauses, resumes or stops it.
+
+A run's finished model becomes the session's model (st.session_state[TRAINED_KEY], a Checkpoint,
+loaded once per process and shared) when the run the session's training page shows has ended:
+`publish_finished_run()` does that, and every page calls it (ui.lessons.page_setup), so the
+classify page sees a model that finished while it was open.
 """
 
 from __future__ import annotations
 
 import gc
 import re
-import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import streamlit as st
-import torch
 
 from cnnviz import notation
-from cnnviz.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from cnnviz.jobs import TrainingJob
-from cnnviz.network import StackError
-from cnnviz.train import TrainError
-from cnnviz.train_figures import (confusion_spec, curves_spec, filters_spec, most_confused, predictions_spec,
-                                  progress_text)
+from cnnviz.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cnnviz.data import DATASETS
+from cnnviz.runs import (
+    RUN_ID,
+    STUDENT_ID,
+    RunRecord,
+    RunRefused,
+    RunRequest,
+    Runs,
+    new_student_id,
+    ordinal,
+    shared_backend,
+    state_text,
+)
+from cnnviz.train_figures import (
+    confusion_spec,
+    curves_spec,
+    filters_spec,
+    most_confused,
+    predictions_spec,
+    progress_text,
+)
 
-from .show import chart
+from .show import Component, chart
 
-JOB_KEY = "train.job"  # the session's cnnviz.jobs.TrainingJob, if any
 TRAINED_KEY = "cnnviz.trained"  # the session's model: a cnnviz.checkpoint.Checkpoint, used by every page
-PUBLISHED_KEY = "train.published"  # the job checkpoint already made the session's model
-LIVE_SECONDS = 0.3  # how often the live view redraws while a run goes on
+PUBLISHED_KEY = "train.published"  # (run id, epochs) of the run's model that last became the session's model
+RUN_KEY = "train.run_id"  # the run the session's training page shows (its model is published when it ends)
+STUDENT_KEY = "train.student"  # this session's student id: the browser's once told, else the session's own
+BROWSER_KEY = "train.browser"  # the student component's state: {"id": the id this browser keeps}
+START_ERROR_KEY = "train.start_error"
+CONTROL_ERROR_KEY = "train.control_error"
+LIVE_SECONDS = 0.5  # how often the live view redraws while a run goes on
+RUNS_LISTED = 6  # the student's newest runs in "Your runs"
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD with momentum 0.9"}  # as the page's Optimizer box names them
+
+_STUDENT = Component("cnnviz_student", html="<span hidden></span>",
+                     js=(Path(__file__).resolve().parent / "components" / "student.js").read_text(encoding="utf-8"))
 
 
-def publish_finished_job() -> bool:
-    """Make the session's finished (or stopped) training run the session's model, once.
+def runs() -> Runs:
+    """This server's runs (cnnviz.runs.shared_backend: made on first use, loading the runs kept on disk)."""
+    return shared_backend()
 
-    True when it did so on this call. A model loaded from a file afterwards is not replaced
-    by the same finished run again.
-    """
-    job = st.session_state.get(JOB_KEY)
-    if job is None:
+
+# ---------------------------------------------------------------------------- who the student is
+
+
+def student_id() -> str:
+    """This session's student id. At first the session's own; once the browser's student component has
+    told the id it keeps, that one (the runs started under the session's own are handed over to it)."""
+    current = st.session_state.get(STUDENT_KEY)
+    if current is None:
+        current = st.session_state[STUDENT_KEY] = new_student_id()
+    told = (st.session_state.get(BROWSER_KEY) or {}).get("id")
+    if isinstance(told, str) and told != current and STUDENT_ID.match(told):
+        runs().transfer(current, told)
+        current = st.session_state[STUDENT_KEY] = told
+    return current
+
+
+def student_component() -> None:
+    """Mounts the (invisible) student component that tells the browser's id (ui/components/student.js)."""
+    with st.sidebar:
+        _STUDENT(key=BROWSER_KEY, data={"current": student_id()}, on_id_change=lambda: None)
+
+
+def parse_run_id(text: str) -> str:
+    """A run id from a link (ui.state.Param's parser)."""
+    if not RUN_ID.match(text):
+        raise ValueError("it must be a run's id as the training page writes it: 8 letters, digits, - or _")
+    return text
+
+
+# ---------------------------------------------------------------------------- the session's model
+
+
+def publish_finished_run() -> bool:
+    """Make the model of the run the session's training page shows the session's model, once it has ended
+    (finished, stopped, or interrupted with a model kept), if the run is the student's own.
+
+    True when it did so on this call. A model loaded from a file afterwards is not replaced by the same
+    run's model again."""
+    run_id = st.session_state.get(RUN_KEY)
+    if not run_id:
         return False
-    snap = job.snapshot()
-    if not snap.done or snap.checkpoint is None or st.session_state.get(PUBLISHED_KEY) is snap.checkpoint:
+    record = runs().get(run_id)
+    if record is None or record.state not in ("finished", "stopped", "interrupted") or \
+            record.checkpoint_epochs is None or record.owner != st.session_state.get(STUDENT_KEY):
         return False
-    st.session_state[TRAINED_KEY] = snap.checkpoint
-    st.session_state[PUBLISHED_KEY] = snap.checkpoint
+    published = (run_id, record.checkpoint_epochs)
+    if st.session_state.get(PUBLISHED_KEY) == published:
+        return False
+    checkpoint = runs().checkpoint(run_id)
+    if checkpoint is None:
+        return False
+    st.session_state[TRAINED_KEY] = checkpoint
+    st.session_state[PUBLISHED_KEY] = published
     return True
-
-
-def current_job() -> TrainingJob | None:
-    return st.session_state.get(JOB_KEY)
 
 
 @st.cache_resource(show_spinner=False)
 def warm_up() -> None:
-    """Once per server process.
-
-    Streamlit runs a full garbage collection after every script and fragment run. With torch
-    loaded that walks some 400,000 objects (about 0.2 s, holding the GIL); the live view reruns
-    every 0.3 s, so training threads would spend most of their time waiting (measured: 85
-    instead of 5,000 images/s). gc.freeze() moves the objects alive now (modules, torch) out of
-    the collector's way; objects made later are still collected.
-
-    torch's optimizers import torch._dynamo when first made (2-3 s): do that in the background
-    while the student builds a network, not when they press Start.
-    """
-    def work() -> None:
-        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # imports torch._dynamo
-        gc.collect()
-        gc.freeze()  # after the import: torch._dynamo alone adds some 100,000 objects
-
-    threading.Thread(target=work, daemon=True, name="cnnviz-warm-up").start()
+    """Once per server process: Streamlit runs a full garbage collection after every script and fragment
+    run, which with torch loaded walks some 400,000 objects (about 0.2 s, holding the GIL), and the live
+    view reruns every LIVE_SECONDS for every student watching a run. gc.freeze() moves the objects alive
+    now (modules, torch) out of the collector's way; objects made later are still collected."""
+    gc.collect()
+    gc.freeze()
 
 
-def start_button(make_job, *, disabled: bool, busy: bool) -> None:
-    """The Start button; `make_job()` builds the TrainingJob (TrainError / StackError explain a refusal)."""
+# ---------------------------------------------------------------------------- starting
+
+
+def start_button(make_request: Callable[[], RunRequest], on_started: Callable[[str], None], *,
+                 disabled: bool) -> None:
+    """The Start button: the run is created (the server's limits checked again) and opened with
+    `on_started(run_id)`; a refusal is shown under the button."""
     def start() -> None:
         try:
-            job = make_job()
-        except (TrainError, StackError) as error:
-            st.session_state["train.start_error"] = str(error)
+            record = runs().start(student_id(), make_request())
+        except RunRefused as refusal:
+            st.session_state[START_ERROR_KEY] = str(refusal)
             return
-        st.session_state["train.start_error"] = None
-        st.session_state[JOB_KEY] = job.start()
+        st.session_state[START_ERROR_KEY] = None
+        on_started(record.id)
 
     st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start, disabled=disabled,
-              help="A training run is going on; stop it first." if busy else
-              "Starts in the background: you can change pages and come back.")
-    if st.session_state.get("train.start_error"):
-        st.error(st.session_state["train.start_error"], icon=":material/block:")
+              help="Trains on the server: you can change pages, reload or come back later with the page's link.")
+    if st.session_state.get(START_ERROR_KEY):
+        st.error(st.session_state[START_ERROR_KEY], icon=":material/block:")
 
 
-def job_buttons(job: TrainingJob, snap) -> None:
-    if not snap.active:
+# ---------------------------------------------------------------------------- one run
+
+
+def _control(action: str, run_id: str) -> None:
+    try:
+        getattr(runs(), action)(run_id, student_id())
+    except RunRefused as refusal:
+        st.session_state[CONTROL_ERROR_KEY] = str(refusal)
+    else:
+        st.session_state[CONTROL_ERROR_KEY] = None
+
+
+def run_buttons(record: RunRecord, owner: bool) -> None:
+    """Pause / Resume / Stop for the run's owner; others are told whose run they see."""
+    if not record.active:
+        return
+    if not owner:
+        st.caption("You are watching another student's run: only the student who started it can pause or stop it.")
         return
     with st.container(horizontal=True):
-        if snap.state == "paused":
-            st.button("Resume", icon=":material/play_arrow:", on_click=job.resume, key="train.resume")
+        if record.state == "paused" or record.pause_requested:
+            st.button("Resume", icon=":material/play_arrow:", on_click=_control, args=("resume", record.id),
+                      key="train.resume")
         else:
-            st.button("Pause", icon=":material/pause:", on_click=job.pause, key="train.pause")
-        st.button("Stop", icon=":material/stop:", on_click=job.stop, key="train.stop",
-                  help="Stops after the current step; the model trained so far is kept.")
+            st.button("Pause", icon=":material/pause:", on_click=_control, args=("pause", record.id),
+                      key="train.pause", disabled=record.state != "running")
+        st.button("Stop", icon=":material/stop:", on_click=_control, args=("stop", record.id), key="train.stop",
+                  disabled=record.stop_requested, help="Stops within a second; the model trained so far is kept.")
+    if st.session_state.get(CONTROL_ERROR_KEY):
+        st.error(st.session_state[CONTROL_ERROR_KEY], icon=":material/block:")
 
 
-def status_line(snap) -> None:
-    if snap.state == "queued":
-        position = snap.queue_position
-        where = "the GPU" if snap.device in ("cuda", "mps") else "the server's CPU"
-        if position:
-            ahead = position - 1
+def status_line(record: RunRecord) -> None:
+    where = "the GPU" if record.device in ("cuda", "mps") else "the server's CPU"
+    if record.state == "queued":
+        if record.queue_position:
+            ahead = record.queue_position - 1
             order = "next in line" if not ahead else f"{ahead} waiting run{'s' if ahead != 1 else ''} go first"
-            st.info(f"**Waiting for {where}**: position {position} in the queue ({order}). One training runs "
-                    f"at a time on {where}, so that runs never fight over it; yours starts on its own.",
-                    icon=":material/hourglass_top:")
+            st.info(f"**Waiting, {ordinal(record.queue_position)} in line** for {where} (position "
+                    f"{record.queue_position} in the queue: {order}). Runs take turns on {where}, so that they "
+                    "never fight over it; this one starts on its own.", icon=":material/hourglass_top:")
         else:
-            st.info(f"Starting on {snap.device_label}…", icon=":material/hourglass_top:")
-    elif snap.state == "error":
-        st.error(f"**Training stopped with a problem.** {snap.message}", icon=":material/error:")
-    elif snap.state == "paused":
-        st.warning(f"**Paused** on {snap.device_label}: {snap.message}", icon=":material/pause:")
-    elif snap.state in ("finished", "stopped"):
-        st.success(f"**{snap.message}** ({snap.device_label})", icon=":material/check_circle:")
-    if snap.progress is not None:
-        st.progress(snap.progress.fraction, text=progress_text(snap.progress))
-    elif snap.active:
+            st.info(f"Starting on {record.device_label}…", icon=":material/hourglass_top:")
+    elif record.state == "running" and record.stop_requested:
+        st.info("Stopping…", icon=":material/stop:")
+    elif record.state == "error":
+        st.error(f"**Training failed.** {record.message}", icon=":material/error:")
+    elif record.state == "interrupted":
+        st.warning(f"**{record.message}**", icon=":material/restart_alt:")
+    elif record.state == "paused":
+        st.warning(f"**Paused** on {record.device_label}: {record.message}", icon=":material/pause:")
+    elif record.state in ("finished", "stopped"):
+        st.success(f"**{record.message}** ({record.device_label})", icon=":material/check_circle:")
+    if record.progress is not None:
+        st.progress(record.progress.fraction, text=progress_text(record.progress))
+    elif record.state == "running":
         st.progress(0.0, text="Preparing…")
 
 
-def epoch_view(snap, classes) -> None:
+def epoch_view(record: RunRecord) -> None:
     """One epoch's report: predictions on test images, the confusion matrix and the first-layer filters."""
-    reports = snap.reports
+    reports, classes = record.reports, list(record.classes)
     if not reports:
         st.caption("After each epoch: the confusion matrix, predictions on test images and the first layer's "
                    "filters appear here.")
@@ -164,29 +257,67 @@ def epoch_view(snap, classes) -> None:
                        "edge and blob detectors. Compare the epochs with the slider.")
 
 
-def live_view(busy: bool, compact: bool = False) -> None:
-    """The run's controls, status, curves and epoch reports; redrawn every LIVE_SECONDS while it goes on.
-    compact (the presenter view): the curves and the predictions row only."""
-    @st.fragment(run_every=LIVE_SECONDS if busy else None)
+def live_view(run_id: str, compact: bool = False) -> None:
+    """The run's controls (its owner's), status, curves and epoch reports; redrawn every LIVE_SECONDS while
+    it goes on, without blocking the page. compact (the presenter view): the curves and the predictions only."""
+    record = runs().get(run_id)
+    if record is None:
+        return
+
+    @st.fragment(run_every=LIVE_SECONDS if record.active else None)
     def view() -> None:
-        job = current_job()
-        if job is None:
-            return
-        snap = job.snapshot()
-        job_buttons(job, snap)
-        status_line(snap)
-        classes = list(job.trainer.classes)
-        chart(curves_spec(snap.history, snap.config.epochs, len(classes)), key="train.fig.curves")
+        now = runs().get(run_id)
+        if now is None:  # expired under the page
+            st.rerun(scope="app")
+        run_buttons(now, owner=now.owner == student_id())
+        status_line(now)
+        classes = list(now.classes)
+        chart(curves_spec(now.history, now.config.epochs, len(classes)), key="train.fig.curves")
         if compact:
-            if snap.reports:
-                chart(predictions_spec(snap.reports[-1], classes), key="train.fig.predictions")
+            if now.reports:
+                chart(predictions_spec(now.reports[-1], classes), key="train.fig.predictions")
         else:
-            epoch_view(snap, classes)
-        if snap.done and busy:
-            publish_finished_job()
+            epoch_view(now)
+        if now.done and record.active:  # it ended while the page was open
+            publish_finished_run()
             st.rerun(scope="app")  # stop the timer, show the download
 
     view()
+
+
+def run_caption(record: RunRecord, owner: bool) -> None:
+    """What the run is: its stack, data and settings, and whose it is."""
+    config = record.config
+    whose = "Your run" if owner else "Another student's run"
+    data = DATASETS[record.dataset].title if record.dataset in DATASETS else record.dataset
+    st.caption(f"{whose} `{record.id}`: `{config.stack}` on {data} ({notation.count(record.train_images)} "
+               f"training images), {config.epochs} epoch{'s' if config.epochs != 1 else ''}, "
+               f"{OPTIMIZERS.get(config.optimizer, config.optimizer)}, learning rate {config.lr:g}, "
+               f"batch {config.batch_size}, on {record.device_label}.")
+
+
+# ---------------------------------------------------------------------------- the student's runs
+
+
+def your_runs(student: str, shown: str | None, on_open: Callable[[str], None]) -> None:
+    """The student's newest runs (from any tab or session of this browser), each with where it stands,
+    its accuracy, and Open."""
+    mine = runs().of_owner(student)[:RUNS_LISTED]
+    if not mine:
+        return
+    st.subheader("Your runs")
+    for record in mine:
+        accuracy = (f" · test accuracy {notation.percent(record.test_accuracy)}"
+                    if record.test_accuracy is not None else "")
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.markdown(f"`{record.id}` **{state_text(record)}**{accuracy} · `{record.config.stack}`, "
+                        f"{record.config.epochs} epoch{'s' if record.config.epochs != 1 else ''}",
+                        width="stretch")
+            st.button("Open", key=f"train.open.{record.id}", on_click=on_open, args=(record.id,),
+                      disabled=record.id == shown, icon=":material/open_in_browser:")
+
+
+# ---------------------------------------------------------------------------- save / load
 
 
 def _file_name(ckpt: Checkpoint) -> str:
