@@ -1,7 +1,8 @@
-"""Inputs of the classify page: an image (sample, bundled test image or upload) and a checkpoint.
+"""Inputs of the classify page: an image (a sample, a bundled test image, an upload, a drawing or a
+camera photo) and a checkpoint.
 
-Every file a student uploads goes through the engine's safe loaders; whatever is wrong
-with it becomes one clear message on the page, never a traceback.
+Every file a student uploads or photographs goes through the engine's safe loaders; whatever is
+wrong with it becomes one clear message on the page, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from cnnviz import classify, images, notation
+from cnnviz.drawing import Drawing, prepare_drawing
 from cnnviz.checkpoint import (
     MAX_CHECKPOINT_MB,
     Checkpoint,
     CheckpointError,
     load_checkpoint,
 )
+from ui.drawing import drawing_pad
 from ui.photos import UPLOAD_TYPES
 from ui.training import TRAINED_KEY
 
@@ -29,6 +32,11 @@ CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
 IMAGE_UPLOAD_MB = math.ceil(images.MAX_BYTES / 1024 / 1024)
 
 
+# The image sources, in the order of the switch; "file" is a sample or an upload.
+SOURCES = {"file": ":material/photo_library: Sample or file", "draw": ":material/draw: Draw",
+           "camera": ":material/photo_camera: Camera"}
+
+
 @dataclass
 class PickedImage:
     loaded: images.LoadedImage
@@ -36,6 +44,13 @@ class PickedImage:
     ident: str  # identifies the pixels, for caching predictions
     orientation: int = 1  # EXIF tag of an uploaded file
     true_class: str | None = None  # for bundled test images
+    drawing: Drawing | None = None  # a drawing's strokes: prepared the MNIST way for a light-on-dark network
+
+    def prepare(self, recipe: classify.Recipe, *, invert: classify.InvertMode = "auto") -> classify.Prepared:
+        """The picture as the network's input, step by step (a drawing's own steps, or classify.prepare's)."""
+        if self.drawing is not None:
+            return prepare_drawing(self.drawing, recipe, invert=invert)
+        return classify.prepare(self.loaded, recipe, invert=invert, orientation=self.orientation)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -53,9 +68,30 @@ def _upload(data: bytes) -> tuple[images.LoadedImage, int]:
     return images.load_image(data), classify.exif_orientation(data)
 
 
-def image_picker(state, param: str, key: str) -> PickedImage | None:
-    """A sample (its name kept in the URL under `param`) or an upload; None after a bad upload
-    (the message is already shown)."""
+def image_picker(state, param: str, key: str, *, classifier: classify.Classifier | None = None,
+                 invert: classify.InvertMode = "auto") -> PickedImage | None:
+    """Where the image comes from, then the image: a sample (its name kept in the URL under `param`) or
+    an upload, a drawing (classified live with `classifier`, as the page's `invert` setting says), or a
+    camera photo. None while there is no image yet or after a bad file (the message is already shown)."""
+    source_key, kept = f"{key}.source", f"_source.{key}"
+    if source_key not in st.session_state:  # the widget forgets it on other pages; the session does not
+        st.session_state[source_key] = st.session_state.get(kept, "file")
+    source = st.segmented_control("Image source", list(SOURCES), format_func=SOURCES.get, required=True,
+                                  key=source_key, label_visibility="collapsed")
+    st.session_state[kept] = source
+    if source == "draw":
+        drawing = drawing_pad(f"{key}.drawing", classifier, invert=invert)
+        if drawing is None:
+            return None
+        return PickedImage(images.LoadedImage(drawing.render(), "Drawing", "L", (drawing.side, drawing.side)),
+                           "your drawing", drawing.ident, drawing=drawing)
+    if source == "camera":
+        return _camera_photo(key)
+    return _sample_or_upload(state, param, key)
+
+
+def _sample_or_upload(state, param: str, key: str) -> PickedImage | None:
+    """A sample (its name kept in the URL under `param`) or an upload."""
     fashion = _fashion()
     names = [*images.SAMPLES, *fashion]
     if state[param] not in names:
@@ -77,13 +113,29 @@ def image_picker(state, param: str, key: str) -> PickedImage | None:
             true = name.removeprefix(classify.FASHION_PREFIX)
             return PickedImage(loaded, name, f"fashion:{name}", true_class=true)
         return PickedImage(_sample(name), name, f"sample:{name}")
-    data = upload.getvalue()
+    return picked_file(upload.name, upload.getvalue(), "upload")
+
+
+def _camera_photo(key: str) -> PickedImage | None:
+    photo = st.camera_input("Take a photo", key=f"{key}.camera",
+                            help="The browser asks once for the camera. The photo stays in this browser tab: "
+                                 "a link to this page cannot carry it.")
+    if photo is None:
+        st.info("Take a photo to classify it: hold an object in front of the camera and press **Take Photo**.",
+                icon=":material/photo_camera:")
+        return None
+    return picked_file("your photo", photo.getvalue(), "camera")
+
+
+def picked_file(name: str, data: bytes, kind: str) -> PickedImage | None:
+    """An uploaded file or a camera photo through the engine's safe loader (size and pixel limits, EXIF
+    orientation, broken data): the picture, or None after showing why it can't be used."""
     try:
         loaded, orientation = _upload(data)
     except images.ImageError as error:
-        st.error(f"**{upload.name}** can't be used: {error}", icon="🖼️")
+        st.error(f"**{name}** can't be used: {error}", icon="🖼️")
         return None
-    return PickedImage(loaded, upload.name, "upload:" + hashlib.sha256(data).hexdigest(), orientation)
+    return PickedImage(loaded, name, f"{kind}:" + hashlib.sha256(data).hexdigest(), orientation)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
