@@ -107,7 +107,7 @@ with controls("Model and image"):
 
     if not PRESENTING:
         st.subheader("1. Your image")
-    picked = image_picker(state, "img", "classify")
+    picked = image_picker(state, "img", "classify", classifier=classifier, invert=state["invert"])
     recipe = classifier.recipe if classifier is not None else None
     if recipe is not None and recipe.light_on_dark:
         st.radio("Invert black and white", ["auto", "yes", "no"], key=state.key("invert"), horizontal=True,
@@ -126,7 +126,7 @@ def classify_now(clf: classify.Classifier, img) -> tuple[classify.Prepared, clas
     cached = st.session_state.get("classify.result")
     if cached is not None and cached[0] == cache_key:
         return cached[1], cached[2]
-    prepared = classify.prepare(img.loaded, clf.recipe, invert=state["invert"], orientation=img.orientation)
+    prepared = img.prepare(clf.recipe, invert=state["invert"])  # a drawing's own steps, or classify.prepare
     prediction = classify.predict(clf, prepared.tensor)
     st.session_state["classify.result"] = (cache_key, prepared, prediction)
     return prepared, prediction
