@@ -632,11 +632,12 @@ def training_status(tab: Tab) -> str:
     """Where the session's run stands, as the training page shows it: "done", "running", "waiting
     (position N)" (queued, with the position the page shows), or "lost: <why>" (an error, or no run shown).
     Read from the page's words and elements, not its layout: a success alert or the trained model's
-    download is done; an error alert is lost; "position N" is waiting; a progress bar is running."""
+    download is done; an error or warning about a problem (failed, refused, interrupted) is lost;
+    "position N" is waiting; a progress bar is running."""
     alerts = [e.proto for e in tab.elements.values() if e.kind == "alert"]
     Format = type(alerts[0]).Format if alerts else None
-    for alert in alerts:
-        if alert.format == Format.ERROR and RUN_PROBLEM.search(alert.body):
+    for alert in alerts:  # failed, refused, interrupted by a restart: the student has no run going
+        if alert.format in (Format.ERROR, Format.WARNING) and RUN_PROBLEM.search(alert.body):
             return "lost: " + alert.body[:120]
     for alert in alerts:
         match = re.search(r"position (\d+)", alert.body)
