@@ -185,3 +185,128 @@ def strength_figure(strength: torch.Tensor, highlight: Sequence[int], *, title: 
         "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "showlegend": False, "bargap": 0.15,
     }
     return go.Figure(data=[bars], layout=layout, _validate=False)
+
+
+# --------------------------------------------------------------------------- explaining (cnnviz.explain)
+
+AMBER = (245, 158, 11)  # the labs' window colour: the unit's window and receptive field
+OVERVIEW_TILE_PX = 56  # a map in the overview is drawn at most this large (its PNG; the browser scales it)
+VECTOR_ROWS = 10  # scores and probabilities listed per column (the largest when there are more classes)
+
+
+def _grey_or_rgb(x: torch.Tensor) -> np.ndarray:
+    """A network input (C, H, W) as uint8 pixels, stretched min..max (normalised inputs are not 0..1)."""
+    x = x.detach().float()
+    lo, hi = float(x.min()), float(x.max())
+    scaled = ((x - lo) / ((hi - lo) or 1.0) * 255).round().clamp(0, 255).to(torch.uint8)
+    array = scaled[0].numpy() if scaled.shape[0] == 1 else scaled[:3].permute(1, 2, 0).numpy()
+    return np.stack([array] * 3, axis=-1) if array.ndim == 2 else array
+
+
+def _shrunk(maps: torch.Tensor, max_px: int) -> torch.Tensor:
+    """(n, h, w) maps area-averaged down so the longer side is at most max_px (never enlarged: the browser
+    scales them up, pixelated)."""
+    h, w = maps.shape[1:]
+    if max(h, w) <= max_px:
+        return maps
+    scale = max_px / max(h, w)
+    return F.interpolate(maps[:, None].float(), size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                         mode="area")[:, 0]
+
+
+def input_picture(x: torch.Tensor, *, side_px: int = 224, box: tuple[int, int, int, int] | None = None,
+                  heat: np.ndarray | None = None) -> Image.Image:
+    """The network's input, enlarged (whole pixels for small inputs) to about side_px, with an amber box
+    (top, left, bottom, right, inclusive, in input pixels) and / or a colour overlay `heat` (H, W, 4 uint8)."""
+    pixels = _grey_or_rgb(x)
+    h, w = pixels.shape[:2]
+    if heat is not None:
+        alpha = heat[..., 3:4].astype(np.float64) / 255
+        pixels = np.rint(pixels * (1 - alpha) + heat[..., :3] * alpha).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    factor = side_px / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    image = image.resize(size, Image.Resampling.NEAREST if factor >= 1 and max(h, w) <= 64 else
+                         Image.Resampling.BILINEAR)
+    if box is not None:
+        top, left, bottom, right = box
+        draw = ImageDraw.Draw(image)
+        width = max(2, round(side_px / 90))
+        draw.rectangle((left * factor - 1, top * factor - 1, (right + 1) * factor, (bottom + 1) * factor),
+                       outline=AMBER, width=width)
+    return image
+
+
+def heat_overlay(values: torch.Tensor, *, signed: bool = False, opacity: float = 0.6) -> np.ndarray:
+    """(H, W) values as an RGBA layer on the diverging scale: red where large, and for `signed` values
+    blue where negative; transparent at zero, so the image shows through where nothing happens."""
+    v = values.detach().double().numpy()
+    bound = float(np.abs(v).max()) or 1.0
+    t = v / bound
+    if not signed:
+        t = np.clip(t, 0, None)
+    rgb = colorize(t, -1.0, 1.0, DIVERGING)
+    alpha = np.rint(np.abs(t) * 255 * opacity).astype(np.uint8)[..., None]
+    return np.concatenate([rgb, alpha], axis=-1)
+
+
+def _vector_rows(values: torch.Tensor, names: Sequence[str], order: Sequence[int], text) -> list[dict]:
+    bound = float(values.abs().max()) or 1.0
+    colours = colorize((values[list(order)] / bound).double().numpy(), -1.0, 1.0, DIVERGING)
+    return [{"index": i, "name": _short(names[i], 18), "text": text(float(values[i])),
+             "colour": "#%02x%02x%02x" % tuple(int(c) for c in colours[n]),
+             "share": abs(float(values[i])) / bound} for n, i in enumerate(order)]
+
+
+def _square_of(vector: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """A long vector as a near-square grid read row by row (the cells past its end: 0, drawn white)."""
+    n = vector.numel()
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    padded = torch.zeros(rows * cols)
+    padded[:n] = vector.detach().float()
+    return padded.view(rows, cols), cols
+
+
+def overview_data(overview, *, maps_per_column: int = 8, tile_px: int = OVERVIEW_TILE_PX,
+                  extra: dict[int, int] | None = None) -> dict:
+    """The overview as plain data for the browser component (ui/components/network_view.js): per column its
+    title, shape (as the lecture writes it), whether a click on it has arithmetic, and its pictures as PNG
+    data URLs: maps (each on its own ±max scale, zero white), a long vector as a square of cells, scores
+    and probabilities as labelled rows. `extra`: a channel to draw in a column even if it is not among
+    the strongest (the unit a link names)."""
+    from .pictures import data_url, png
+
+    classes = overview.classes
+    order = torch.argsort(overview.logits, descending=True)[:VECTOR_ROWS].tolist() \
+        if len(classes) > VECTOR_ROWS else list(range(len(classes)))
+    columns = []
+    for column in overview.columns:
+        entry = {"number": column.number, "title": column.title, "kind": column.kind, "shape": column.shape_text,
+                 "clickable": column.clickable, "label": column.label}
+        out = column.output
+        if column.kind == "input":
+            entry["picture"] = {"src": data_url(png(_grey_or_rgb(_shrunk(out, 4 * tile_px)))),
+                                "rows": out.shape[1], "cols": out.shape[2]}
+        elif column.is_maps:
+            shown = column.shown[:maps_per_column]
+            wanted = (extra or {}).get(column.number)
+            if wanted is not None and wanted not in shown:
+                shown = [*shown[:maps_per_column - 1], wanted]
+            tiles = colour_maps(_shrunk(out[shown], tile_px))
+            entry["maps"] = [{"channel": c, "src": data_url(png(tile))} for c, tile in zip(shown, tiles)]
+            entry["rows"], entry["cols"] = out.shape[1], out.shape[2]
+            entry["more"] = out.shape[0] - len(shown)
+        elif column.kind in ("scores", "softmax"):
+            values = out.flatten()
+            text = notation.percent if column.kind == "softmax" else number_text
+            entry["list"] = _vector_rows(values, classes, order, text)
+            entry["more"] = len(classes) - len(order)
+        else:
+            values = out.flatten()
+            square, cols = _square_of(values)
+            bound = float(values.abs().max()) or 1.0
+            entry["vector"] = {"src": data_url(png(colorize((square / bound).double().numpy(), -1.0, 1.0, DIVERGING))),
+                               "rows": square.shape[0], "cols": cols, "n": values.numel()}
+        columns.append(entry)
+    return {"columns": columns}

@@ -372,6 +372,7 @@ class Unit:
     weights: torch.Tensor | None = None  # (d, kh, kw)
     channels: list[int] = field(default_factory=list)  # input channels the window covers
     window_box: Box | None = None  # in the layer's input map, unpadded coordinates (may run into padding)
+    padding: torch.Tensor | None = None  # (kh, kw) bool: the window's taps that fall on padding zeros
     following: list[tuple[str, str]] = field(default_factory=list)
     contributions: list[tuple[str, float]] = field(default_factory=list)  # a dot product's largest products
 
@@ -496,11 +497,15 @@ def conv_unit(overview: Overview, column: int, channel: int, row: int, col: int)
                 f"filter's weight and added them up with the bias: {notation.number(value)}"
                 + (f", then {final_words(following)} made it {notation.number(final)}." if following else "."))
     box_in = (row * sh - top, col * sw - left, row * sh - top + dh * (kh - 1), col * sw - left + dw * (kw - 1))
+    h, w = inp.shape[1:]
+    tap_rows = torch.tensor([r - top for r in rows])[:, None]
+    tap_cols = torch.tensor([q - left for q in cols])[None, :]
+    padding = (tap_rows < 0) | (tap_rows >= h) | (tap_cols < 0) | (tap_cols >= w)
     return Unit(column, "conv", _unit_title(overview, column, f"Unit (channel {channel + 1}, row {row + 1}, "
                                                               f"column {col + 1})"),
                 lines, value, torch_value, final, _column_of_record(overview, last), sentence,
                 receptive_field(overview, column_.record, (row, col, row, col)), (channel, row, col), None,
-                window, weights, channels, box_in, following)
+                window, weights, channels, box_in, padding, following)
 
 
 def final_words(following: list[tuple[str, str]]) -> str:
@@ -566,7 +571,7 @@ def pool_unit(overview: Overview, column: int, channel: int, row: int, col: int)
                                                               f"column {col + 1})"),
                 lines, value, float(rec.output[channel, row, col]), final, _column_of_record(overview, last),
                 sentence, receptive_field(overview, column_.record, (row, col, row, col)), (channel, row, col), None,
-                window[None], None, [channel], (rows[0], cols[0], rows[-1], cols[-1]), following)
+                window[None], None, [channel], (rows[0], cols[0], rows[-1], cols[-1]), None, following)
 
 
 def _computing_record(records: list[Record], i: int) -> int | None:
@@ -647,7 +652,7 @@ def linear_unit(overview: Overview, column: int, index: int) -> Unit:
     return Unit(column, "linear", _unit_title(overview, column, f"Unit {index + 1}" if not is_score else
                                               f"The score of '{overview.classes[index]}'"),
                 lines, value, float(rec.output[index]), final, _column_of_record(overview, last), sentence,
-                None, None, index, None, None, [], None, following, contributions)
+                None, None, index, None, None, [], None, None, following, contributions)
 
 
 def unit_at(overview: Overview, column: int, channel: int, row: int = 0, col: int = 0) -> Unit:

@@ -1,4 +1,5 @@
-"""Classify an image: preprocessing, the softmax made visible, and every convolution layer's maps."""
+"""Classify an image: preprocessing, the softmax made visible, the network unit by unit, why it chose its class,
+and every convolution layer's maps."""
 
 import math
 
@@ -8,6 +9,8 @@ from cnnviz import classify, notation
 from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
 from cnnviz.classify_figures import activation_grid_image, softmax_figure, strength_figure, top_k_figure
 from ui.exercises import your_turn
+from ui.explain import (chosen_unit, class_picker, network_view, overview_now, parse_unit, unit_panel,
+                        why_this_class)
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
 from ui.show import arithmetic, chart
@@ -15,7 +18,7 @@ from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import bundled_model, checkpoint_picker, image_picker, pretrained_model, session_classifier
 
 page_setup("7_Classify_an_image.py")
-PRESENTING = presenting()  # the presenter view shows the prediction and the softmax only
+PRESENTING = presenting()  # the presenter view shows one part: the prediction, the network or why
 
 OWN_MODELS = {
     "bundled": "Small CNN trained on Fashion-MNIST (bundled)",
@@ -37,6 +40,9 @@ state = UrlState("classify", [
     Param("invert", "auto", one_of("auto", "yes", "no")),
     Param("layer", 1, int_in(1, 500)),
     Param("ch", 0, int_in(0, 64)),
+    Param("unit", "", parse_unit),  # layer.channel.row.column or layer.entry, from 1 ("" before a click)
+    Param("cls", "", str),  # the class to explain ("" the predicted one)
+    Param("view", "prediction", one_of("prediction", "network", "why")),  # the presenter view's part
 ])
 state.show_problems()
 
@@ -73,7 +79,7 @@ def choose_model() -> classify.Classifier | None:
     with st.container(border=True):
         left, right = st.columns([2, 3], vertical_alignment="bottom")
         left.selectbox("Model", list(MODEL_TITLES), key=state.key("model"), format_func=MODEL_TITLES.get,
-                       on_change=state.reset, args=("layer", "ch"))
+                       on_change=state.reset, args=("layer", "ch", "unit", "cls"))
         key = state["model"]
         try:
             if key == "bundled":
@@ -99,6 +105,12 @@ def choose_model() -> classify.Classifier | None:
                           f"{notation.count(classify.parameter_count(clf.model))} parameters · weights: {clf.source}")
         return clf
 
+
+if PRESENTING:
+    st.segmented_control("Show", ["prediction", "network", "why"], key=state.key("view"), required=True,
+                         format_func={"prediction": "The prediction", "network": "The network, unit by unit",
+                                      "why": "Why this class"}.get, label_visibility="collapsed")
+VIEW = state["view"] if PRESENTING else ""
 
 with controls("Model and image"):
     classifier = choose_model()
@@ -159,33 +171,9 @@ if classifier.key in ("bundled", "session", "checkpoint") and not picked.ident.s
 
 # ---------------------------------------------------------------- the prediction
 
-if not PRESENTING:
-    st.subheader("2. The prediction")
 best = breakdown.names[0]
-n_in = math.prod(prediction.input_shape)
-left, right = st.columns([2, 3])
-with left:
-    verdict = f"**{best}** with probability **{notation.percent(float(breakdown.probabilities[0]))}**"
-    if picked.true_class is not None:
-        mark = ":green[:material/check_circle:]" if picked.true_class == best else ":red[:material/cancel:]"
-        verdict += f" {mark} (the true class is {picked.true_class})"
-    if PRESENTING:  # the network's input beside the verdict: what the hall is looking at
-        st.image(steps[-1].image, caption=f"{picked.name} as the network sees it ({notation.shape(steps[-1].shape)})",
-                 width=200)
-    st.markdown(verdict)
-    top = prediction.top(5)
-    if not PRESENTING:  # the softmax figure beside it shows every class already
-        chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
-                           title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes"),
-              key="classify.topk")
-    if not PRESENTING:
-        m1, m2 = st.columns(2)
-        m1.metric("Forward pass", notation.seconds(prediction.seconds),
-                  help=f"One run of f(x) on this computer's CPU: the fastest of {prediction.timed_runs} runs, "
-                       "without recording the activation maps.")
-        m2.metric("Preprocessing", notation.seconds(prepared.seconds))
-    st.caption(f"f maps {notation.shape(prediction.input_shape)} = {notation.count(n_in)} numbers to "
-               f"{notation.count(len(classifier.classes))} class scores.")
+
+
 def softmax_arithmetic(b: classify.SoftmaxBreakdown) -> None:
     """The winning class's probability, spelled out: e^z over the sum of all e^z."""
     z0 = classify.number_text(float(b.scores[0]))
@@ -204,22 +192,94 @@ def softmax_arithmetic(b: classify.SoftmaxBreakdown) -> None:
                    "from every score first; this cancels in the division and does not change p.")
 
 
-with right:
-    chart(softmax_figure(breakdown), key="classify.softmax")
+def the_prediction() -> None:
     if not PRESENTING:
-        softmax_arithmetic(breakdown)
-        st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
-                   "means 10× more weight. Dividing by the sum makes the probabilities add up to 100%.")
-if PRESENTING:
+        st.subheader("2. The prediction")
+    n_in = math.prod(prediction.input_shape)
+    left, right = st.columns([2, 3])
     with left:
-        softmax_arithmetic(breakdown)
+        verdict = f"**{best}** with probability **{notation.percent(float(breakdown.probabilities[0]))}**"
+        if picked.true_class is not None:
+            mark = ":green[:material/check_circle:]" if picked.true_class == best else ":red[:material/cancel:]"
+            verdict += f" {mark} (the true class is {picked.true_class})"
+        if PRESENTING:  # the network's input beside the verdict: what the hall is looking at
+            st.image(steps[-1].image, width=200,
+                     caption=f"{picked.name} as the network sees it ({notation.shape(steps[-1].shape)})")
+        st.markdown(verdict)
+        top = prediction.top(5)
+        if not PRESENTING:  # the softmax figure beside it shows every class already
+            chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
+                               title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes"),
+                  key="classify.topk")
+            m1, m2 = st.columns(2)
+            m1.metric("Forward pass", notation.seconds(prediction.seconds),
+                      help=f"One run of f(x) on this computer's CPU: the fastest of {prediction.timed_runs} runs, "
+                           "without recording the activation maps.")
+            m2.metric("Preprocessing", notation.seconds(prepared.seconds))
+        st.caption(f"f maps {notation.shape(prediction.input_shape)} = {notation.count(n_in)} numbers to "
+                   f"{notation.count(len(classifier.classes))} class scores.")
+        if PRESENTING:
+            softmax_arithmetic(breakdown)
+    with right:
+        chart(softmax_figure(breakdown), key="classify.softmax")
+        if not PRESENTING:
+            softmax_arithmetic(breakdown)
+            st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
+                       "means 10× more weight. Dividing by the sum makes the probabilities add up to 100%.")
+
+
+# ---------------------------------------------------------------- the network, unit by unit
+
+EXPLAIN_KEY = (id(classifier.model), picked.ident, state["invert"] if recipe.light_on_dark else "")
+
+
+def unit_by_unit() -> None:
+    if not PRESENTING:
+        st.subheader("3. The network, unit by unit")
+        st.markdown("The whole forward pass for this image, **one column per layer** from the input to the "
+                    "softmax, with the shape of each layer's output as the lecture writes it (m×l×d). Every unit "
+                    "is a small computation: **click a cell of a map, or a score**, to see what it computed, on "
+                    "the real numbers.")
+    try:
+        overview = overview_now(classifier, prepared.tensor, EXPLAIN_KEY)
+        unit = chosen_unit(overview, state)
+    except ClassifyError as error:
+        st.error(str(error), icon=":material/block:")
+        return
+    network_view(overview, unit, state, present=PRESENTING)
+    unit_panel(overview, unit, present=PRESENTING)
+
+
+# ---------------------------------------------------------------- why this class
+
+def why() -> None:
+    if not PRESENTING:
+        st.subheader("4. Why this class")
+        st.markdown("Two ways to ask the network which part of the image made it decide. **Grad-CAM** weighs "
+                    "the last convolution's maps by how much each raises the class's score (the mean of its "
+                    "gradient) and adds them up. **Occlusion** covers the image with a grey patch, place by "
+                    "place, and watches the class's probability.")
+    try:
+        overview = overview_now(classifier, prepared.tensor, EXPLAIN_KEY)
+        with controls("Class to explain") if PRESENTING else st.container():
+            class_index = class_picker(classifier, overview, state)
+        why_this_class(classifier, prepared.tensor, overview, class_index, EXPLAIN_KEY,
+                       forward_seconds=prediction.seconds, present=PRESENTING)
+    except ClassifyError as error:
+        st.error(str(error), icon=":material/block:")
+
+
+{"prediction": the_prediction, "network": unit_by_unit, "why": why}.get(VIEW, lambda: None)()
 if PRESENTING:
     state.sync()
     st.stop()
+the_prediction()
+unit_by_unit()
+why()
 
 # ---------------------------------------------------------------- inside the network
 
-st.subheader("3. Inside the network")
+st.subheader("5. Inside the network")
 layers = prediction.activations
 if not layers:
     st.info("This model has no convolution layers with spatial maps to show.")

@@ -214,6 +214,8 @@ def test_a_conv_units_arithmetic_is_the_convolution_lessons_and_reads_torchs_num
     padded = F.pad(x, (2, 2, 2, 2))
     window = padded[:, 0:5, 14:19]
     assert torch.equal(unit.window, window) and unit.window[:, :2].abs().sum() == 0  # two rows of padding zeros
+    assert unit.padding.tolist() == [[True] * 5] * 2 + [[False] * 4 + [True]] * 3  # and the right column
+    assert unit.window[:, :, 4].abs().sum() == 0
     assert torch.equal(unit.weights, layer.weight[4].detach())
     assert unit.channels == [0, 1, 2] and unit.window_box == (-2, 12, 2, 16)
     expected = F.conv2d(x[None], layer.weight, layer.bias, stride=2, padding=2)[0, 4, 0, 7].detach()
