@@ -75,16 +75,31 @@ class Drawing:
         return [{"w": s.width, "p": [c for point in s.points for c in point]} for s in self.strokes]
 
     def render(self) -> Image.Image:
-        """Dark ink on white paper, side×side greyscale: each stroke a line with round joints and ends."""
+        """Dark ink on white paper, side×side greyscale: each stroke a line with round ends and joints, as
+        the canvas draws it (lineCap and lineJoin "round")."""
         img = Image.new("L", (self.side, self.side), PAPER)
         pen = ImageDraw.Draw(img)
         for stroke in self.strokes:
             radius = stroke.width / 2
             if len(stroke.points) > 1:
-                pen.line(stroke.points, fill=INK, width=stroke.width, joint="curve")
-            for x, y in (stroke.points[0], stroke.points[-1]):  # round ends, as the canvas's lineCap
+                # Pillow's joint="curve" rounds every joint in Python (most of a drawing's time); the points
+                # are a few canvas units apart, so only the sharp turns need a disc to close the corner.
+                pen.line(stroke.points, fill=INK, width=stroke.width)
+            for x, y in (stroke.points[0], *_sharp_turns(stroke.points), stroke.points[-1]):
                 pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=INK)
         return img
+
+
+def _sharp_turns(points: tuple[tuple[int, int], ...], degrees: float = 20.0) -> list[tuple[int, int]]:
+    """The inner points where a stroke turns by more than `degrees` (or doubles back on itself)."""
+    if len(points) < 3:
+        return []
+    p = np.asarray(points, dtype=np.float64)
+    before, after = p[1:-1] - p[:-2], p[2:] - p[1:-1]
+    lengths = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1)
+    cosine = np.einsum("ij,ij->i", before, after) / np.where(lengths > 0, lengths, 1)
+    turning = (cosine < math.cos(math.radians(degrees))) | (lengths == 0)
+    return [points[i + 1] for i in np.flatnonzero(turning)]
 
 
 def read_strokes(value, side: int = CANVAS_SIDE) -> Drawing:

@@ -115,14 +115,14 @@ def test_a_drawn_bar_is_cropped_scaled_to_20_pixels_centred_and_inverted(bundled
 def test_a_drawn_rectangle_ends_centred_with_the_expected_bounding_box(bundled):
     drawing = read_strokes(RECTANGLE)
     left, top, right, bottom = ink_box(drawing.render())
-    assert abs(left - 50) <= 1 and abs(right - 211) <= 1 and abs(top - 90) <= 1 and abs(bottom - 191) <= 1
+    assert (left, top, right, bottom) == (50, 90, 211, 191)  # the corners' centres ± the brush's radius
     prepared = prepare_drawing(drawing, bundled.recipe)
     scale = 20 / (right - left)
-    expected = (20, round((bottom - top) * scale))  # 161 × 100 pixels of ink → 20 × 12
+    expected = (20, round((bottom - top) * scale))  # 161 × 101 pixels of ink → 20 × 13
     ink = ink_of(prepared.tensor)
     l, t, r, b = bbox(ink)
-    assert (r - l, b - t) == expected == (20, 12)
-    assert (l, t) == (4, 8)  # a symmetric outline: 28 − 20 and 28 − 12 pixels of frame, shared evenly
+    assert (r - l, b - t) == expected == (20, 13)
+    assert (l, t) == (4, 8)  # a symmetric outline: 28 − 20 = 8 and 28 − 13 = 15 pixels of frame, shared
     x, y = mass_centre(ink)
     assert abs(x - 14) <= 0.5 and abs(y - 14) <= 0.5
     # the outline stays an outline: its middle is dark
