@@ -182,8 +182,8 @@ def redis_server(tmp_path):
 @pytest.fixture
 def rq_workers():
     """Starts RQ workers for cnnviz runs (`rq worker --worker-class cnnviz.runs_redis.RunWorker`), each in
-    a process group of its own (the worker and its work horse); yields start(url, *queues) -> Popen.
-    Every worker is killed afterwards, its horse included."""
+    a session of its own; yields start(url, *queues) -> Popen. Every worker is killed afterwards, with
+    the work horse it may have forked."""
     import signal
     import subprocess
     import sys
@@ -201,8 +201,25 @@ def rq_workers():
 
     yield start
     for process in started:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        horses = _children(process.pid)  # each in a process group of its own (RQ's setpgrp)
+        for pid in [process.pid, *horses]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         process.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
