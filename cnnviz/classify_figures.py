@@ -220,9 +220,10 @@ def input_picture(x: torch.Tensor, *, side_px: int = 224, box: tuple[int, int, i
     (top, left, bottom, right, inclusive, in input pixels) and / or a colour overlay `heat` (H, W, 4 uint8)."""
     pixels = _grey_or_rgb(x)
     h, w = pixels.shape[:2]
-    if heat is not None:
+    if heat is not None:  # on a faded image, so a colour reads the same over black and over white
         alpha = heat[..., 3:4].astype(np.float64) / 255
-        pixels = np.rint(pixels * (1 - alpha) + heat[..., :3] * alpha).astype(np.uint8)
+        faded = 150 + pixels.astype(np.float64) * (105 / 255)
+        pixels = np.rint(faded * (1 - alpha) + heat[..., :3] * alpha).astype(np.uint8)
     image = Image.fromarray(pixels)
     factor = side_px / max(h, w)
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
@@ -237,7 +238,7 @@ def input_picture(x: torch.Tensor, *, side_px: int = 224, box: tuple[int, int, i
     return image
 
 
-def heat_overlay(values: torch.Tensor, *, signed: bool = False, opacity: float = 0.6) -> np.ndarray:
+def heat_overlay(values: torch.Tensor, *, signed: bool = False, opacity: float = 0.85) -> np.ndarray:
     """(H, W) values as an RGBA layer on the diverging scale: red where large, and for `signed` values
     blue where negative; transparent at zero, so the image shows through where nothing happens."""
     v = values.detach().double().numpy()

@@ -447,6 +447,18 @@ def _column_of_record(overview: Overview, record: int) -> int:
     return next(c.number for c in overview.columns if c.record == record)
 
 
+def input_column(overview: Overview, column: int) -> int:
+    """The column whose output a layer reads (0: the image; for a residual sum, the branch it follows)."""
+    record = overview.column(column).record
+    before = overview.columns[column - 1] if column > 0 else None
+    if before is not None and before.kind == "flatten" and before.record is None:  # torch.flatten in forward
+        return before.number
+    source = overview.records[record].source if record is not None else -1
+    while source >= 0 and not any(c.record == source for c in overview.columns):  # dropout, identity: no column
+        source = overview.records[source].source
+    return 0 if source < 0 else _column_of_record(overview, source)
+
+
 def conv_unit(overview: Overview, column: int, channel: int, row: int, col: int) -> Unit:
     """Unit (channel, row, col) of a convolution column (0-based), as the convolution lesson computes it:
     the window of every input channel the filter reads (zeros where it runs into the padding), the

@@ -242,11 +242,11 @@ def unit_by_unit() -> None:
                     "the real numbers.")
     try:
         overview = overview_now(classifier, prepared.tensor, EXPLAIN_KEY)
-        unit = chosen_unit(overview, state)
+        unit, clicked = chosen_unit(overview, state)
     except ClassifyError as error:
         st.error(str(error), icon=":material/block:")
         return
-    network_view(overview, unit, state, present=PRESENTING)
+    network_view(overview, unit, clicked, state, present=PRESENTING)
     unit_panel(overview, unit, present=PRESENTING)
 
 

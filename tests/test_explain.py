@@ -418,3 +418,9 @@ def test_occlusion_settings_that_cannot_work_are_said():
         explain.occlusion_map(clf, torch.rand(1, 28, 28), 0, patch=30, stride=2)
     with pytest.raises(explain.ExplainError, match="no class 11"):
         explain.occlusion_map(clf, torch.rand(1, 28, 28), 10, patch=6, stride=2)
+
+
+def test_a_layer_reads_the_column_before_it_and_the_first_one_the_image():
+    clf = MODELS["small-vgg"]()
+    overview = explain.network_overview(clf, input_for(clf))
+    assert [explain.input_column(overview, n) for n in (1, 4, 9, 11)] == [0, 3, 8, 10]  # fc 2 after the dropout

@@ -84,17 +84,19 @@ def _cached(name: str, key: tuple, make):
 
 # ---------------------------------------------------------------- the overview component
 
-def chosen_unit(overview: explain.Overview, state: UrlState, param: str = "unit") -> explain.Unit:
-    """The link's unit, or before any click the first convolution's strongest response; a unit the model
-    does not have is said, and the default shown."""
+def chosen_unit(overview: explain.Overview, state: UrlState, param: str = "unit") -> tuple[explain.Unit, int]:
+    """The link's unit and the column it was clicked in, or before any click the first convolution's
+    strongest response; a unit the model does not have is said, and the default shown."""
     text = state[param]
     if text:
         try:
-            return explain.unit_at(overview, *_unit_of(text))
+            column, channel, row, col = _unit_of(text)
+            return explain.unit_at(overview, column, channel, row, col), column
         except explain.ExplainError as error:
             st.warning(f"The link's unit {param}={text!r} was ignored: {error}", icon="🔗")
             state[param] = ""
-    return explain.unit_at(overview, *explain.default_unit(overview))
+    unit = explain.unit_at(overview, *explain.default_unit(overview))
+    return unit, unit.column
 
 
 def _clicked(state: UrlState, param: str) -> None:
@@ -117,16 +119,17 @@ def _is_map_column(column: int) -> bool:
     return cached[1].columns[column].output.ndim == 3 and cached[1].columns[column].is_maps
 
 
-def network_view(overview: explain.Overview, unit: explain.Unit, state: UrlState, *, present: bool = False,
-                 param: str = "unit") -> None:
-    """The overview, the chosen unit ringed (and its receptive field on the input); a click picks another."""
-    selected = {"column": unit.column if unit.position is None else _shown_column(overview, unit),
+def network_view(overview: explain.Overview, unit: explain.Unit, column: int, state: UrlState, *,
+                 present: bool = False, param: str = "unit") -> None:
+    """The overview, the chosen unit ringed in the column it was clicked in (and its receptive field on the
+    input); a click picks another."""
+    selected = {"column": column,
                 "channel": unit.position[0] if unit.position else unit.index,
                 "row": unit.position[1] if unit.position else 0, "col": unit.position[2] if unit.position else 0,
                 "field": list(unit.receptive_field) if unit.receptive_field else None}
     many = len(overview.columns) > 30
-    maps = 4 if many or present else 8
-    tile = 64 if present else (40 if many else 52)
+    maps = 4 if many or present else 6
+    tile = 56 if present else (40 if many else 44)
     key = (id(overview), maps, tile, selected["column"], selected["channel"])
     cached = st.session_state.get("classify.view_data")
     if cached is None or cached[0] != key:
@@ -138,12 +141,6 @@ def network_view(overview: explain.Overview, unit: explain.Unit, state: UrlState
             "columns" + (", scroll sideways for the rest." if many else "."))
     _VIEW(key=VIEW_KEY, data={**cached[1], "selected": selected, "present": present, "tile": tile, "hint": hint},
           on_unit_change=lambda: _clicked(state, param))
-
-
-def _shown_column(overview: explain.Overview, unit: explain.Unit) -> int:
-    """The column a map unit's ring goes on: the one it was clicked in (its activation's column when the
-    click was on a ReLU's map), which is where the arithmetic ends."""
-    return unit.final_column if overview.columns[unit.final_column].is_maps else unit.column
 
 
 # ---------------------------------------------------------------- one unit
@@ -172,7 +169,7 @@ def grid_html(values: torch.Tensor, bound: float, *, title: str = "", padding: t
     return f"<div style='display:inline-block;margin:0 12px 10px 0;vertical-align:top'>{head}{grid}</div>"
 
 
-def _windows_html(unit: explain.Unit) -> str:
+def _windows_html(unit: explain.Unit, source: str) -> str:
     window, weights = unit.window, unit.weights
     shown = range(min(window.shape[0], WINDOW_CHANNELS))
     bound = symmetric_bound(window.numpy())
@@ -184,10 +181,10 @@ def _windows_html(unit: explain.Unit) -> str:
     inputs = "".join(parts) + (f"<div style='font-size:0.85rem;color:#4b5563'>… and {more} more channels</div>"
                                if more > 0 else "")
     if weights is None:
-        return inputs
+        return f"<div><b>Its window</b> in {html.escape(source)}</div>{inputs}"
     wb = symmetric_bound(weights.numpy())
     kernels = "".join(grid_html(weights[c], wb, title=f"filter slice {c + 1}") for c in shown)
-    return (f"<div><b>Input window</b> (grey: padding zeros)</div>{inputs}"
+    return (f"<div><b>Input window</b> in {html.escape(source)} (grey: padding zeros)</div>{inputs}"
             f"<div><b>Filter {unit.position[0] + 1}</b>, one slice per input channel</div>{kernels}")
 
 
@@ -199,10 +196,12 @@ def unit_panel(overview: explain.Overview, unit: explain.Unit, *, present: bool 
         picture = input_picture(overview.image, side_px=240 if present else 200, box=unit.receptive_field)
         caption = "The whole image: it follows a vector that mixes every position." if unit.receptive_field is None \
             else _field_caption(unit.receptive_field)
-        st.image(picture, caption=caption, width="content")
+        st.image(picture, caption=caption, width=picture.width)
     with right:
         if unit.window is not None:
-            st.markdown(_windows_html(unit), unsafe_allow_html=True)
+            source = explain.input_column(overview, unit.column)
+            name = "the image" if source == 0 else f"layer {source}'s output ({overview.columns[source].title})"
+            st.markdown(_windows_html(unit, name), unsafe_allow_html=True)
         arithmetic(unit.lines)
         check = (f"torch's value for this unit: {notation.number(unit.torch_value)}"
                  + (f" → {notation.number(unit.final)} after what follows" if unit.following else ""))
@@ -241,7 +240,7 @@ def why_this_class(classifier: Classifier, x: torch.Tensor, overview: explain.Ov
                    cache_key: tuple, *, forward_seconds: float, present: bool = False) -> None:
     """Grad-CAM and the occlusion map of one class, side by side, over the image."""
     name = classifier.classes[class_index]
-    side = 300 if present else 260
+    side = 250 if present else 260
     gradcam_col, occlusion_col = st.columns(2)
     with gradcam_col:
         try:
@@ -250,7 +249,7 @@ def why_this_class(classifier: Classifier, x: torch.Tensor, overview: explain.Ov
             st.info(str(error))
         else:
             st.markdown(f"**Grad-CAM** on {cam.layer}")
-            st.image(input_picture(x, side_px=side, heat=heat_overlay(cam.heatmap)), width="content",
+            st.image(input_picture(x, side_px=side, heat=heat_overlay(cam.heatmap)), width=side,
                      caption=f"ReLU(Σ α_k A_k) over the {notation.count(cam.activations.shape[0])} maps of "
                              f"{notation.grid(*cam.coarse.shape)}, α_k the mean of ∂score/∂A_k, enlarged to the image")
             st.markdown(cam.sentence)
@@ -271,7 +270,7 @@ def why_this_class(classifier: Classifier, x: torch.Tensor, overview: explain.Ov
             return
         with st.spinner("Covering the image patch by patch…"):
             occ = _cached("occlusion", key, lambda: explain.occlusion_map(classifier, x, class_index, patch, stride))
-        st.image(input_picture(x, side_px=side, heat=heat_overlay(occ.drop, signed=True)), width="content",
+        st.image(input_picture(x, side_px=side, heat=heat_overlay(occ.drop, signed=True)), width=side,
                  caption=f"p({name}) without the patch minus p({name}) with it, averaged over the patches that "
                          "cover each pixel")
         st.markdown(occ.sentence)

@@ -64,7 +64,6 @@ function buildColumn(column, selected, send) {
   box.appendChild(header(column));
 
   if (column.picture) { // the input, with the chosen unit's receptive field
-    box.classList.add("wide");
     const holder = element("div", "input");
     holder.appendChild(image(column.picture.src, "the network's input"));
     if (selected && selected.field) {
@@ -112,7 +111,8 @@ function buildColumn(column, selected, send) {
     box.appendChild(holder);
   }
   if (column.list) {
-    box.classList.add("wide");
+    // The softmax's rows line up with the scores' just before it: its values alone, the names once.
+    box.classList.add(column.kind === "softmax" ? "values" : "wide");
     const list = element("div", "list");
     for (const item of column.list) {
       const row = element("div", "row");
@@ -120,7 +120,8 @@ function buildColumn(column, selected, send) {
       const bar = element("div", "bar");
       bar.style.width = `${Math.round(item.share * 100)}%`;
       bar.style.background = item.colour;
-      row.append(bar, element("span", "name", item.name), element("span", "value", item.text));
+      if (column.kind === "softmax") row.append(bar, element("span", "value", item.text));
+      else row.append(bar, element("span", "name", item.name), element("span", "value", item.text));
       row.title = `${item.name}: ${item.text}`;
       if (column.clickable) {
         row.setAttribute("role", "button");
