@@ -24,7 +24,7 @@ and GPU machines anywhere that reach one Redis:
 - `RQExecutor`: one RQ queue per device (`cnnviz-cpu`, `cnnviz-cuda`, `cnnviz-mps`); `submit`
   enqueues `train_job(run_id)`, which wraps cnnviz.worker.train_run with the run's start, heartbeat
   and pause state. A queued run's place is its job's place in its queue (read with the record). A
-  stop that the run has not obeyed within STOP_GRACE_S (a step stuck in one kernel) has its work
+  stop that the run has not obeyed within STOP_GRACE_S_RQ (a step stuck in one kernel) has its work
   horse killed through RQ's stop-job command; the model of its last epoch stays.
 
 - Workers: `rq worker --url $CNNVIZ_REDIS_URL --worker-class cnnviz.runs_redis.RunWorker cnnviz-cuda`
@@ -57,7 +57,6 @@ from .runs import (
     ACTIVE,
     CHECKPOINTS_CACHED,
     PAUSE_LIMIT_S,
-    STOP_GRACE_S,
     Executor,
     Limits,
     Requests,
@@ -84,6 +83,9 @@ HEARTBEAT_EVERY_S = 1.0
 # hall waiting on a run whose worker has gone.
 HEARTBEAT_TTL_S = 10
 QUEUE_SLACK_S = 300
+# A stop not obeyed this long after the request has the work horse killed; RQ's stop-job command, the
+# kill and the record's update take some 0.05 s more: the run has stopped within a second.
+STOP_GRACE_S_RQ = 0.8
 LOST_JOB_AFTER_S = 60  # a queued run with no job this long after it was made (never enqueued, or evicted)  # a job's RQ timeout beyond the run's own limits (data loading, the final test)
 
 PAUSED_MESSAGE = "It keeps its worker until you resume."
@@ -428,7 +430,7 @@ class RedisRunStore(RunStore):
 class RQExecutor(Executor):
     """Runs queued on RQ, one queue per device; RQ workers anywhere train them (RunWorker)."""
 
-    def __init__(self, store: RedisRunStore, limits: Limits | None = None, *, stop_grace_s: float = STOP_GRACE_S):
+    def __init__(self, store: RedisRunStore, limits: Limits | None = None, *, stop_grace_s: float = STOP_GRACE_S_RQ):
         self.store, self.redis = store, store.redis
         self.limits = limits or Limits()
         self.stop_grace_s = stop_grace_s
