@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from cnnviz.checkpoint import (
 from cnnviz.data import DATASETS
 from cnnviz.runs import (
     RUN_ID,
+    STOP_GRACE_S,
     STUDENT_ID,
     RunRecord,
     RunRefused,
@@ -61,6 +63,7 @@ BROWSER_KEY = "train.browser"  # the student component's state: {"id": the id th
 START_ERROR_KEY = "train.start_error"
 CONTROL_ERROR_KEY = "train.control_error"
 LIVE_SECONDS = 0.5  # how often the live view redraws while a run goes on
+STOP_WAIT_S = STOP_GRACE_S + 0.5  # a stopped run has ended by then (its worker ended if it had not)
 RUNS_LISTED = 6  # the student's newest runs in "Your runs"
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD with momentum 0.9"}  # as the page's Optimizer box names them
 
@@ -165,12 +168,17 @@ def start_button(make_request: Callable[[], RunRequest], on_started: Callable[[s
 
 
 def _control(action: str, run_id: str) -> None:
+    """Pause, resume or stop (the owner's buttons). A stop ends the run within a second (cnnviz.runs): the
+    rerun that follows the click waits that long for it, so it shows the stopped run and its model."""
     try:
         getattr(runs(), action)(run_id, student_id())
     except RunRefused as refusal:
         st.session_state[CONTROL_ERROR_KEY] = str(refusal)
-    else:
-        st.session_state[CONTROL_ERROR_KEY] = None
+        return
+    st.session_state[CONTROL_ERROR_KEY] = None
+    deadline = time.monotonic() + STOP_WAIT_S
+    while action == "stop" and time.monotonic() < deadline and not runs().get(run_id).done:
+        time.sleep(0.02)
 
 
 def run_buttons(record: RunRecord, owner: bool) -> None:
