@@ -340,3 +340,95 @@ def test_link_values_beyond_the_model_are_said_not_swallowed():
     warnings = " ".join(w.value for w in at.warning)
     assert "convolution layer 500, but this model has 3" in warnings  # the bundled CNN: 3 convolutions
     assert "'Dog' is not one of the sample images" in warnings
+
+
+# --------------------------------------------------------------------------- the network, unit by unit; why
+
+
+def bundled_input(name: str = "Fashion-MNIST: Ankle boot") -> torch.Tensor:
+    clf = classify.load_bundled()
+    return classify.prepare(classify.fashion_test_images()[name][0], clf.recipe).tensor
+
+
+def test_a_links_unit_shows_its_arithmetic_ending_in_torchs_value():
+    from cnnviz import explain
+
+    at = run_page(unit="4.5.3.7")
+    text = text_of(at)
+    assert "**Unit (channel 5, row 3, column 7) of layer 4: conv 3×3, 32 filters**" in text
+    model = classify.load_bundled().model
+    with torch.no_grad():
+        before_relu = float(model[:4](bundled_input()[None])[0, 4, 2, 6])
+    # The lesson's lines: channel 1's nine products, the 16 channel sums and the bias, then the ReLU.
+    assert f"(bias) = {notation.number(before_relu)}</td>" in text
+    assert f"max(0, {notation.number(before_relu)}) = {notation.number(max(before_relu, 0))}" in text
+    assert f"torch's value for this unit: {notation.number(before_relu)}" in text
+    assert "Input window</b> in layer 3's output (maxpool 2×2)" in text
+    clf = classify.load_bundled()
+    overview = explain.network_overview(clf, bundled_input())
+    top, left, bottom, right = explain.conv_unit(overview, 4, 4, 2, 6).receptive_field
+    assert (f"Receptive field (amber): rows {top + 1}–{bottom + 1}, columns {left + 1}–{right + 1} of the input, "
+            f"{bottom - top + 1}×{right - left + 1} pixels.") in text
+
+
+def test_a_score_unit_is_the_dot_product_that_gives_the_score():
+    at = run_page(unit="11.10")
+    text = text_of(at)
+    clf = classify.load_bundled()
+    logits = classify.predict(clf, bundled_input()).logits
+    assert "**The score of 'Ankle boot' of layer 11: fc, 10 units**" in text
+    assert f"(bias) = {notation.number(float(logits[9]))}</td>" in text and "… (570 more)" in text
+
+
+def test_why_this_class_shows_grad_cam_and_occlusion_for_the_chosen_class():
+    from cnnviz import explain
+
+    clf = classify.load_bundled()
+    x = bundled_input()
+    at = run_page()
+    text = text_of(at)
+    assert "4. Why this class" in [s.value for s in at.subheader]
+    assert "**Grad-CAM** on Layer 7: conv 3×3, 64 filters" in text
+    assert explain.grad_cam(clf, x, 9).sentence in text
+    assert explain.occlusion_map(clf, x, 9, *explain.default_patch(28, 28)).sentence in text
+    at.selectbox(key="classify.cls").set_value("Sneaker").run()
+    assert at.query_params["cls"] in (["Sneaker"], "Sneaker")
+    assert explain.grad_cam(clf, x, 7).sentence in text_of(at)
+    assert [s.value for s in at.subheader] == ["1. Your image", "2. The prediction", "3. The network, unit by unit",
+                                               "4. Why this class", "5. Inside the network"]
+
+
+def test_bad_unit_and_class_links_are_explained():
+    at = run_page(unit="4.50.3.7", cls="Dog")
+    warnings = [w.value for w in at.warning]
+    assert ("The link's unit unit='4.50.3.7' was ignored: Layer 4 (conv 3×3, 32 filters) has 32 channels; there is "
+            "no channel 50.") in warnings
+    assert ("The link's class cls='Dog' was ignored: this model has no such class; explaining the predicted class, "
+            "Ankle boot.") in warnings
+    assert "**Unit (channel 3, row 10, column 23) of layer 1: conv 3×3, 16 filters**" in text_of(at)  # the default
+    at = run_page(unit="4.5.3")
+    assert any("unit='4.5.3' was ignored: it must be layer.channel.row.column" in w.value for w in at.warning)
+    at = run_page(unit="10.3")
+    assert any("Layer 10 (flatten) computes nothing unit by unit" in w.value for w in at.warning)
+
+
+def test_the_presenter_view_shows_one_part_the_network_or_why():
+    at = run_page(present="1", view="network", unit="7.12.3.4")
+    text = text_of(at)
+    assert "**Unit (channel 12, row 3, column 4) of layer 7: conv 3×3, 64 filters**" in text
+    assert "Grad-CAM" not in text and "Σ over all 10 classes" not in text
+    at = run_page(present="1", view="why")
+    text = text_of(at)
+    assert "**Grad-CAM** on Layer 7: conv 3×3, 64 filters" in text and "**Unit" not in text
+
+
+def test_a_checkpoint_with_batch_norm_explains_its_units():
+    torch.manual_seed(1)
+    stack = "conv3x4,bn,relu,maxpool2,conv3x6,relu,gap,fc3"
+    ckpt = Checkpoint.from_model(build_model(stack, (3, 16, 16)), stack, (3, 16, 16), ["plane", "car", "bird"],
+                                 "cifar10", {"test_accuracy": 0.5})
+    at = run_page({"cnnviz.trained": ckpt}, model="session", img="Rocket", unit="1.2.5.6")
+    text = text_of(at)
+    assert "**Unit (channel 2, row 5, column 6) of layer 1: conv 3×3, 4 filters**" in text
+    assert "γ·(x − μ)/√(σ² + ε) + β" in text and "max(0, " in text
+    assert "Grad-CAM" in text and not at.error

@@ -181,10 +181,10 @@ def _windows_html(unit: explain.Unit, source: str) -> str:
     inputs = "".join(parts) + (f"<div style='font-size:0.85rem;color:#4b5563'>… and {more} more channels</div>"
                                if more > 0 else "")
     if weights is None:
-        return f"<div><b>Its window</b> in {html.escape(source)}</div>{inputs}"
+        return f"<div><b>Its window</b> in {html.escape(source, quote=False)}</div>{inputs}"
     wb = symmetric_bound(weights.numpy())
     kernels = "".join(grid_html(weights[c], wb, title=f"filter slice {c + 1}") for c in shown)
-    return (f"<div><b>Input window</b> in {html.escape(source)} (grey: padding zeros)</div>{inputs}"
+    return (f"<div><b>Input window</b> in {html.escape(source, quote=False)} (grey: padding zeros)</div>{inputs}"
             f"<div><b>Filter {unit.position[0] + 1}</b>, one slice per input channel</div>{kernels}")
 
 
@@ -196,7 +196,8 @@ def unit_panel(overview: explain.Overview, unit: explain.Unit, *, present: bool 
         picture = input_picture(overview.image, side_px=240 if present else 200, box=unit.receptive_field)
         caption = "The whole image: it follows a vector that mixes every position." if unit.receptive_field is None \
             else _field_caption(unit.receptive_field)
-        st.image(picture, caption=caption, width=picture.width)
+        st.image(picture, width=picture.width)
+        st.caption(caption)
     with right:
         if unit.window is not None:
             source = explain.input_column(overview, unit.column)
