@@ -82,3 +82,44 @@ def test_missing_pretrained_weights_are_one_short_message_that_fits_a_projector(
     assert_no_exception(page, server)
     if os.environ.get("CNNVIZ_SCREENSHOTS"):
         screenshot(page, os.path.join(os.environ["CNNVIZ_SCREENSHOTS"], "classify_download_failed.png"))
+
+
+@pytest.mark.browser
+def test_clicking_a_unit_in_the_network_shows_its_arithmetic(fresh_server, browser_page):
+    """A click on a map cell asks the page for that unit: its arithmetic appears, ending in torch's value,
+    and the link names it; a click on a score shows the score's dot product."""
+    import torch
+
+    from cnnviz import explain
+
+    server = fresh_server()
+    page = browser_page
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{server.url}/Classify_an_image")
+    wait_for_app(page)
+    wait_for_text(page, "The network, unit by unit")
+    column = page.locator('.column[data-column="4"]')
+    tile = column.locator(".tile").nth(1)
+    channel = int(tile.get_attribute("data-channel"))
+    picture = tile.locator("img")
+    picture.scroll_into_view_if_needed()
+    box = picture.bounding_box()
+    row, col = 9, 4  # of the 14×14 map: the click lands in the middle of that cell
+    picture.click(position={"x": (col + 0.5) / 14 * box["width"], "y": (row + 0.5) / 14 * box["height"]})
+    wait_for_rerun(page)
+    wait_for_text(page, f"Unit (channel {channel + 1}, row {row + 1}, column {col + 1}) of layer 4: conv 3×3, 32 filters")
+    clf = classify.load_bundled()
+    x = classify.prepare(classify.fashion_test_images()["Fashion-MNIST: Ankle boot"][0], clf.recipe).tensor
+    with torch.no_grad():
+        value = float(clf.model[:4](x[None])[0, channel, row, col])
+    wait_for_text(page, f"(bias) = {notation.number(value)}")
+    wait_for_text(page, f"torch's value for this unit: {notation.number(value)}")
+    assert f"unit=4.{channel + 1}.{row + 1}.{col + 1}" in page.url
+    assert column.locator('[data-part="mark"]').count() == 1  # the chosen cell ringed
+    page.locator('.column[data-column="11"] .row[data-index="7"]').click()  # the score of Sneaker
+    wait_for_rerun(page)
+    wait_for_text(page, "The score of 'Sneaker' of layer 11: fc, 10 units")
+    overview = explain.network_overview(clf, x)
+    wait_for_text(page, f"(bias) = {notation.number(float(overview.logits[7]))}")
+    assert "unit=11.8" in page.url
+    assert_no_exception(page, server)
