@@ -13,6 +13,7 @@ and GPU machines anywhere that reach one Redis:
       cnnviz:run:<id>:alive        the worker's heartbeat: set every HEARTBEAT_EVERY_S while it trains,
                                    expiring after HEARTBEAT_TTL_S
       cnnviz:runs                  sorted set: id → created_at (every run, oldest first)
+      cnnviz:runs:owner:<student>  set: the student's runs
 
   The owner's stop and pause are fields of the hash (stop_requested, pause_requested) that the worker
   reads every 0.05 s (cnnviz.worker). Writes are small Lua scripts that never recreate a run that
@@ -74,6 +75,7 @@ LOG = logging.getLogger(__name__)
 
 PREFIX = "cnnviz:run:"
 INDEX = "cnnviz:runs"
+OWNER_INDEX = "cnnviz:runs:owner:"  # + student id
 QUEUE_PREFIX = "cnnviz-"  # + device type: cnnviz-cpu, cnnviz-cuda, cnnviz-mps
 JOB_PREFIX = "cnnviz-run-"  # + run id: the RQ job's id
 DEVICES_BEST_FIRST = ("cuda", "mps", "cpu")
@@ -96,10 +98,12 @@ LOST_BEFORE_START = "Training failed: the job queue lost this run before a worke
 
 # ---------------------------------------------------------------------------- Lua
 
-# Every write script gets KEYS = (record, reports, checkpoint, alive). `settle` starts the keep time once
-# the run has ended (and ends its heartbeat); a run still going keeps its keys for as long as it goes.
+# Every write script gets KEYS = (record, reports, checkpoint, alive). `settle` counts the change (the
+# record's version: readers parse a record again only when it changed) and starts the keep time once the
+# run has ended (and ends its heartbeat); a run still going keeps its keys for as long as it goes.
 _SETTLE = """
 local function settle()
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
   local state = redis.call('HGET', KEYS[1], 'state')
   if state == '"queued"' or state == '"running"' or state == '"paused"' then return end
   local keep = math.max(1, math.floor(tonumber(redis.call('HGET', KEYS[1], 'keep_s') or '86400')))
@@ -163,6 +167,7 @@ end
 redis.call('HSET', KEYS[1], 'state', '"running"', 'message', '""', 'worker', ARGV[1], 'started_at', ARGV[2],
            'device_label', ARGV[3])
 redis.call('SET', KEYS[4], ARGV[1], 'EX', tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[1], 'version', 1)
 return '"running"'
 """
 
@@ -227,6 +232,8 @@ class RedisRunStore(RunStore):
         self._end_if = connection.register_script(_END_IF)
         self._begin = connection.register_script(_BEGIN)
         self._lock = threading.Lock()
+        # Parsed once per process and change: run id → (version, record without its queue place).
+        self._records: dict[str, tuple[int, RunRecord]] = {}
         self._reports: dict[str, tuple[EpochReport, ...]] = {}  # decoded once per process (append-only)
         self._checkpoints: dict[tuple[str, int], Checkpoint] = {}  # (run id, version) → model
 
@@ -238,27 +245,48 @@ class RedisRunStore(RunStore):
 
     def create(self, record: RunRecord) -> None:
         values = {name: json.dumps(value) for name, value in record_to_json(record).items()}
-        values["keep_s"] = json.dumps(self.keep_s)
+        values.update(keep_s=json.dumps(self.keep_s), version="0")
         key = _keys(record.id)[0]
         if not self.redis.hsetnx(key, "id", values["id"]):
             raise ValueError(f"run {record.id} exists")
         pipe = self.redis.pipeline()
         pipe.hset(key, mapping=values)
         pipe.zadd(INDEX, {record.id: record.created_at})
+        self._index_owner(pipe, record.id, record.owner)
         pipe.execute()
+
+    def _index_owner(self, pipe, run_id: str, owner: str) -> None:
+        pipe.sadd(OWNER_INDEX + owner, run_id)
+        pipe.expire(OWNER_INDEX + owner, int(self.keep_s) + 86400)  # outlives the runs it lists
 
     def get(self, run_id: str) -> RunRecord | None:
         found = self._read([run_id])
         return found[0] if found else None
 
     def all(self) -> list[RunRecord]:
-        return self._read([i.decode() for i in self.redis.zrange(INDEX, 0, -1)], prune=True)
+        return self._read([i.decode() for i in self.redis.zrange(INDEX, 0, -1)], index=INDEX)
+
+    def by_owner(self, owner: str) -> list[RunRecord]:
+        ids = [i.decode() for i in self.redis.smembers(OWNER_INDEX + owner)]
+        return sorted(self._read(ids, index=OWNER_INDEX + owner), key=lambda r: r.created_at, reverse=True)
 
     def update(self, run_id: str, **changes) -> RunRecord | None:
         changes.pop("queue_position", None)  # read from the queue, never stored
+        old_owner = self.redis.hget(_keys(run_id)[0], "owner") if "owner" in changes else None
         if changes and not self._update(keys=_keys(run_id), args=_pairs(changes)):
             return None
+        if old_owner is not None:
+            pipe = self.redis.pipeline()
+            pipe.srem(OWNER_INDEX + json.loads(old_owner), run_id)
+            self._index_owner(pipe, run_id, changes["owner"])
+            pipe.execute()
         return self.get(run_id)
+
+    def transfer(self, old_owner: str, new_owner: str) -> int:
+        moved = 0
+        for run_id in self.redis.smembers(OWNER_INDEX + old_owner):
+            moved += self.update(run_id.decode(), owner=new_owner) is not None
+        return moved
 
     def add_report(self, run_id: str, report: EpochReport) -> None:
         self._add_report(keys=_keys(run_id), args=[_report_bytes(report)])
@@ -269,34 +297,59 @@ class RedisRunStore(RunStore):
             return Requests(stop=True)  # gone, or ended under it (e.g. marked failed): stop training
         return Requests(stop=stop == b"true", pause=pause == b"true")
 
-    def _read(self, run_ids: list[str], prune: bool = False) -> list[RunRecord]:
+    def _read(self, run_ids: list[str], index: str | None = None) -> list[RunRecord]:
         """The records of these runs, in this order, with their reports and queue places; runs whose
-        worker has gone are marked failed first (any reader does it: no app server is in charge)."""
+        worker has gone are marked failed first (any reader does it: no app server is in charge). A
+        record is parsed again only when its version changed; ids of runs Redis has deleted leave
+        `index`."""
         pipe = self.redis.pipeline(transaction=False)
         for run_id in run_ids:
-            record_key, reports_key, _, alive_key = _keys(run_id)
-            pipe.hgetall(record_key)
-            pipe.llen(reports_key)
+            record_key, _, _, alive_key = _keys(run_id)
+            pipe.hget(record_key, "version")
             pipe.exists(alive_key)
         answers = pipe.execute()
-        rows = [answers[i:i + 3] for i in range(0, len(answers), 3)]
-        records, gone = [], []
-        for run_id, (raw, report_count, alive) in zip(run_ids, rows):
-            if not raw:
-                gone.append(run_id)
+        versions = {run_id: answers[2 * i] for i, run_id in enumerate(run_ids)}
+        alive = {run_id: answers[2 * i + 1] for i, run_id in enumerate(run_ids)}
+        gone = [run_id for run_id in run_ids if versions[run_id] is None]
+        self._parse_changed({run_id: int(v) for run_id, v in versions.items() if v is not None})
+        records = []
+        for run_id in run_ids:
+            cached = self._records.get(run_id) if versions[run_id] is not None else None
+            if cached is None:
                 continue
-            record = self._record(run_id, raw, report_count)
-            if record is None:
-                continue
-            if record.state in ("running", "paused") and not alive:
-                record = self._lost(record, raw) or record
+            record = cached[1]
+            if record.state in ("running", "paused") and not alive[run_id]:
+                record = self._lost(record) or record
             records.append(record)
-        if prune and gone:
-            self.redis.zrem(INDEX, *gone)
+        if index is not None and gone:
+            if index == INDEX:
+                self.redis.zrem(index, *gone)
+            else:
+                self.redis.srem(index, *gone)
             with self._lock:
                 for run_id in gone:
                     self._forget(run_id)
         return self._with_queue_places(records)
+
+    def _parse_changed(self, versions: dict[str, int]) -> None:
+        """Read and parse the records whose version is not the one this process parsed last."""
+        with self._lock:
+            changed = [run_id for run_id, v in versions.items() if self._records.get(run_id, (None,))[0] != v]
+        if not changed:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for run_id in changed:
+            pipe.hgetall(_keys(run_id)[0])
+            pipe.llen(_keys(run_id)[1])
+        answers = pipe.execute()
+        for i, run_id in enumerate(changed):
+            raw, report_count = answers[2 * i], answers[2 * i + 1]
+            record = self._record(run_id, raw, report_count) if raw else None
+            with self._lock:
+                if record is None:
+                    self._records.pop(run_id, None)
+                else:
+                    self._records[run_id] = (int(raw[b"version"]), record)
 
     def _record(self, run_id: str, raw: dict[bytes, bytes], report_count: int) -> RunRecord | None:
         data = {name.decode(): json.loads(value) for name, value in raw.items()}
@@ -318,8 +371,8 @@ class RedisRunStore(RunStore):
             self._reports[run_id] = reports
         return reports
 
-    def _lost(self, record: RunRecord, raw: dict[bytes, bytes]) -> RunRecord | None:
-        worker = json.loads(raw.get(b"worker", b'"unknown"'))
+    def _lost(self, record: RunRecord) -> RunRecord | None:
+        worker = json.loads(self.redis.hget(_keys(record.id)[0], "worker") or b'"unknown"')
         message = LOST_MESSAGE.format(worker=worker) + _kept_text(record.checkpoint_epochs)
         ended = self._end_if(keys=_keys(record.id), args=["lost", *_pairs(
             {"state": "error", "message": message, "finished_at": time.time()})])
@@ -349,6 +402,7 @@ class RedisRunStore(RunStore):
         return [placed.get(r.id, r) for r in records]
 
     def _forget(self, run_id: str) -> None:
+        self._records.pop(run_id, None)
         self._reports.pop(run_id, None)
         for key in [k for k in self._checkpoints if k[0] == run_id]:
             del self._checkpoints[key]
