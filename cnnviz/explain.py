@@ -182,11 +182,6 @@ class Overview:
     def scores_column(self) -> int:
         return next(c.number for c in self.columns if c.kind == "scores")
 
-    @property
-    def last_conv_column(self) -> int | None:
-        convs = [c.number for c in self.columns if c.kind == "conv" and c.is_maps]
-        return convs[-1] if convs else None
-
 
 def strength(maps: torch.Tensor) -> torch.Tensor:
     """(C,): each map's mean positive part, what a ReLU lets through (as cnnviz.classify.LayerActivation)."""
@@ -842,7 +837,8 @@ def default_fill(classifier: Classifier) -> tuple[float, ...]:
 
 
 def default_patch(h: int, w: int) -> tuple[int, int]:
-    """(patch, stride): about a quarter of the image's side, moved by half a patch... a 6×6 patch by 2 on 28×28."""
+    """(patch, stride): a 6×6 patch moved by 2 on a 28×28 image (144 places); on larger images a sixth of the
+    side, moved by half a patch (a 37×37 patch by 18 on 224×224: 144 places)."""
     side = min(h, w)
     if side <= 32:
         return max(2, round(side * 0.22)), 2
