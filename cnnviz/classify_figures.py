@@ -255,7 +255,7 @@ def _vector_rows(values: torch.Tensor, names: Sequence[str], order: Sequence[int
     bound = float(values.abs().max()) or 1.0
     colours = colorize((values[list(order)] / bound).double().numpy(), -1.0, 1.0, DIVERGING)
     return [{"index": i, "name": _short(names[i], 18), "text": text(float(values[i])),
-             "colour": "#%02x%02x%02x" % tuple(int(c) for c in colours[n]),
+             "colour": "#" + "".join(f"{int(c):02x}" for c in colours[n]),
              "share": abs(float(values[i])) / bound} for n, i in enumerate(order)]
 
 

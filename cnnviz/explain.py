@@ -426,9 +426,10 @@ def _follow(overview: Overview, record: int, value: float, at: tuple) -> tuple[l
             gamma = float(m.weight.detach()[c]) if m.weight is not None else 1.0
             beta = float(m.bias.detach()[c]) if m.bias is not None else 0.0
             new = gamma * (value - mean) / math.sqrt(var + m.eps) + beta
-            lines.append(("batch norm", f"γ·(x − μ)/√(σ² + ε) + β = {notation.term(gamma)}·({notation.number(value)} − "
-                                        f"{notation.term(mean)})/√({notation.number(var)} + {notation.number(m.eps)}) + "
-                                        f"{notation.term(beta)} = {notation.number(new)}"))
+            formula = (f"γ·(x − μ)/√(σ² + ε) + β = {notation.term(gamma)}·({notation.number(value)} − "
+                       f"{notation.term(mean)})/√({notation.number(var)} + {notation.number(m.eps)}) + "
+                       f"{notation.term(beta)} = {notation.number(new)}")
+            lines.append(("batch norm", formula))
         elif isinstance(m, ACTIVATIONS) and (step := _activation_step(m, value)) is not None:
             text, new = step
             lines.append((type(m).__name__, f"{text} = {notation.number(new)}"))
@@ -554,7 +555,7 @@ def pool_unit(overview: Overview, column: int, channel: int, row: int, col: int)
     if is_max:
         value = max(values)
     else:
-        value = float(window.sum()) / count  # noqa: the mean as torch takes it: the sum over the divisor
+        value = float(window.sum()) / count  # the mean as torch takes it: the sum over its divisor
     shown = values if len(values) <= 16 else values[:16]
     more = f", … ({notation.count(len(values) - 16)} more)" if len(values) > 16 else ""
     if is_max:
@@ -613,7 +614,7 @@ def _input_position(overview: Overview, record: int, index: int) -> str:
     rec = overview.records[record]
     source = _map_before(overview, record)
     if source is not None and source.numel() == rec.input.numel():
-        c, h, w = source.shape
+        _, h, w = source.shape
         channel, rest = divmod(index, h * w)
         r, q = divmod(rest, w)
         return f"channel {channel + 1}, row {r + 1}, column {q + 1}"
@@ -678,7 +679,7 @@ def unit_at(overview: Overview, column: int, channel: int, row: int = 0, col: in
     rec = records[i]
     if i != column_.record:
         if rec.output.ndim == 3 and column_.output.ndim == 1:  # a flattened 1×1 map: entry `channel`
-            channel, row, col = channel, 0, 0
+            row, col = 0, 0
         column = _column_of_record(overview, i)
     if isinstance(rec.module, nn.Conv2d):
         return conv_unit(overview, column, channel, row, col)
