@@ -221,7 +221,7 @@ def status_line(record: RunRecord) -> None:
     elif record.state == "paused":
         st.warning(f"**Paused** on {record.device_label}: {record.message}", icon=":material/pause:")
     elif record.state in ("finished", "stopped"):
-        st.success(f"**{record.message}** ({record.device_label})", icon=":material/check_circle:")
+        st.success(f"**{record.message}** Trained on {record.device_label}.", icon=":material/check_circle:")
     if record.progress is not None:
         st.progress(record.progress.fraction, text=progress_text(record.progress))
     elif record.state == "running":
