@@ -11,7 +11,8 @@ remount. This module
   MNIST) that is MNIST's own recipe, one visible step each: crop to the ink's bounding box, scale
   the longer side to 20 pixels (20×20 of a 28×28 field, keeping the aspect ratio), move the ink's
   centre of mass to the middle of the field, invert to light ink on black, scale to numbers. For
-  any other network the drawing is a picture like an upload and goes through classify.prepare.
+  any other network the drawing is a picture like an upload and goes through classify.prepare;
+- classifies it as each stroke ends (`classify_drawing`: prepared, then one forward pass).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from . import notation
-from .classify import ClassifyError, InvertMode, Prepared, Recipe, Step, prepare
+from .classify import Classifier, ClassifyError, InvertMode, Prediction, Prepared, Recipe, Step, predict, prepare
 from .images import LoadedImage
 
 CANVAS_SIDE = 280  # the canvas's coordinates: 10 canvas units per pixel of a 28×28 input
@@ -36,6 +38,7 @@ MAX_STROKES = 400
 MAX_POINTS = 20_000  # over all strokes; the canvas thins its points to one per 2 canvas units
 MIN_BRUSH, MAX_BRUSH = 1, 80
 DISPLAY_SIDE = 224  # small step images are enlarged to about this, pixel by pixel
+SMALL_INPUT = 3 * 64 * 64  # numbers of an input that one torch thread classifies fastest
 PAPER, INK = 255, 0
 
 
@@ -217,6 +220,23 @@ def prepare_drawing(drawing: Drawing, recipe: Recipe, *, invert: InvertMode = "a
     return Prepared(steps + rest.steps[1:], rest.tensor, invert != "no", time.perf_counter() - start)
 
 
+def classify_drawing(drawing: Drawing, classifier: Classifier, *, invert: InvertMode = "auto"
+                     ) -> tuple[Prepared, Prediction]:
+    """What a stroke's end costs: the drawing prepared, and the network run once (no maps recorded, no
+    timing runs). A small input (Fashion-MNIST's 28×28) runs on one torch thread: it gains nothing from a
+    second, and on a busy machine a team of two waits for the one that was descheduled (measured on 2
+    shared cores under a load of 6: the bundled CNN's forward pass p90 22–270 ms with two threads, 0.5 ms
+    with one). torch's setting is this thread's own and is put back."""
+    prepared = prepare_drawing(drawing, classifier.recipe, invert=invert)
+    before = torch.get_num_threads()
+    if prepared.tensor.numel() <= SMALL_INPUT:
+        torch.set_num_threads(1)
+    try:
+        return prepared, predict(classifier, prepared.tensor, record=False, repeats=0)
+    finally:
+        torch.set_num_threads(before)
+
+
 def _shape(img: Image.Image) -> tuple[int, int, int]:
     return (len(img.getbands()), img.height, img.width)
 
@@ -237,6 +257,7 @@ __all__ = [
     "EmptyDrawing",
     "Stroke",
     "centre_of_mass",
+    "classify_drawing",
     "ink_box",
     "prepare_drawing",
     "read_strokes",

@@ -24,6 +24,7 @@ from cnnviz.drawing import (
     DrawingError,
     EmptyDrawing,
     centre_of_mass,
+    classify_drawing,
     ink_box,
     prepare_drawing,
     read_strokes,
@@ -169,6 +170,23 @@ def test_probabilities_are_the_models_softmax_on_the_prepared_tensor(bundled):
         expected = torch.softmax(bundled.model(prepared.tensor[None]), dim=1)[0]
     assert torch.allclose(prediction.probabilities, expected, atol=1e-6)
     assert abs(float(prediction.probabilities.sum()) - 1) < 1e-5
+
+
+def test_a_stroke_is_classified_on_one_thread_and_torchs_setting_is_put_back(bundled):
+    drawing = read_strokes(RECTANGLE)
+    before = torch.get_num_threads()
+    threads_seen = []
+    hook = bundled.model.register_forward_hook(lambda *_: threads_seen.append(torch.get_num_threads()))
+    try:
+        prepared, prediction = classify_drawing(drawing, bundled)
+    finally:
+        hook.remove()
+    assert threads_seen == [1] and torch.get_num_threads() == before
+    assert torch.equal(prepared.tensor, prepare_drawing(drawing, bundled.recipe).tensor)
+    with torch.inference_mode():
+        expected = torch.softmax(bundled.model(prepared.tensor[None]), dim=1)[0]
+    assert torch.allclose(prediction.probabilities, expected, atol=1e-6)
+    assert prediction.activations == []  # nothing recorded: the page records the maps once the drawing rests
 
 
 def test_a_blank_canvas_says_draw_something_first(bundled):

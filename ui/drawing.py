@@ -29,7 +29,7 @@ import streamlit as st
 
 from cnnviz import classify, notation
 from cnnviz.classify_figures import top_k_figure
-from cnnviz.drawing import CANVAS_SIDE, EMPTY_MESSAGE, Drawing, DrawingError, prepare_drawing, read_strokes
+from cnnviz.drawing import CANVAS_SIDE, EMPTY_MESSAGE, Drawing, DrawingError, classify_drawing, read_strokes
 
 from .show import Component, chart
 
@@ -70,8 +70,7 @@ def _live(drawing: Drawing, classifier: classify.Classifier | None, invert: str,
         return
     start = time.perf_counter()
     try:
-        prepared = prepare_drawing(drawing, classifier.recipe, invert=invert)
-        prediction = classify.predict(classifier, prepared.tensor, record=False, repeats=0)
+        prepared, prediction = classify_drawing(drawing, classifier, invert=invert)
     except classify.ClassifyError as error:
         st.error(str(error), icon=":material/block:")
         return

@@ -7,8 +7,8 @@
 // - Pointer events: a mouse, a pen or a finger draws (touch-action: none, so a finger does not scroll
 //   the page); the pointer is captured, so a stroke that leaves the canvas still ends.
 // - At each stroke's end (and after Undo or Clear) all strokes go to Python with setStateValue("strokes"):
-//   one fragment rerun, which classifies the drawing. After SETTLE_MS without a new stroke,
-//   setTriggerValue("settled") asks Python to bring the rest of the page up to date (one full rerun).
+//   one fragment rerun, which classifies the drawing. After SETTLE_MS without a new stroke (at once after
+//   Clear), setTriggerValue("settled") asks Python to bring the rest of the page up to date (one full rerun).
 // - Undo takes back the last stroke, or the last Clear.
 // - Python loads strokes into the canvas with `load` ({id, strokes}), applied once per new id: when the
 //   canvas is mounted again (after another image source was shown), so a drawing survives.
@@ -120,18 +120,18 @@ function clear(instance) {
   if (!instance.strokes.length) return;
   instance.history.push({ kind: "clear", strokes: instance.strokes });
   instance.strokes = [];
-  changed(instance);
+  changed(instance, 0); // nothing left to draw on: the page empties at once
 }
 
-function changed(instance) {
+function changed(instance, settleMs = SETTLE_MS) {
   instance.points = instance.strokes.reduce((n, s) => n + s.p.length / 2, 0);
   paint(instance);
-  send(instance);
+  send(instance, settleMs);
 }
 
 // ------------------------------------------------------------------ to Python
 
-function send(instance) {
+function send(instance, settleMs = SETTLE_MS) {
   const strokes = instance.strokes.map((s) => ({ w: s.w, p: s.p.slice() }));
   registry.lastSent = strokes; // what Python was told last (the browser test computes its expectation from it)
   instance.setStateValue?.("strokes", strokes);
@@ -139,7 +139,7 @@ function send(instance) {
   instance.settle = setTimeout(() => {
     instance.settle = null;
     if (!instance.current) instance.setTriggerValue?.("settled", true);
-  }, SETTLE_MS);
+  }, settleMs);
   renderTools(instance);
 }
 
