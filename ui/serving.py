@@ -6,6 +6,7 @@ Used by app.py (`st.App(..., lifespan=lifespan, routes=ROUTES)`).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from contextlib import asynccontextmanager
 
@@ -27,8 +28,10 @@ def warm_up() -> float:
     models (seconds each); done here, before the server answers, every first visit is fast.
     """
     start = time.perf_counter()
-    import torch  # noqa: F401
+    import torch
     import torchvision  # noqa: F401
+
+    one_torch_thread(torch)
 
     from cnnviz import classify, conv, figures, learn, network, pooling, summary, train  # noqa: F401
     from ui import datasets, stack, training, upload
@@ -40,6 +43,22 @@ def warm_up() -> float:
     stack.growth(network.LECTURE_STACK, network.INPUT_CHOICES["28"][0])
     training.warm_up()
     return time.perf_counter() - start
+
+
+def one_torch_thread(torch) -> None:
+    """torch's operators on one thread in the server process, unless OMP_NUM_THREADS says otherwise.
+
+    The server runs many sessions' scripts at once, each with small tensors; a team of intra-op threads
+    only adds its waiting: the second thread spins until its share is scheduled, and that spinning is
+    CPU the hall does not get. Measured on 2 shared cores (benchmarks/first_run_cpu.py, two rounds,
+    load 3-4): a first run of the classify page 290 and 102 ms of server CPU on two threads, 80 and
+    70 ms on one; the learn page 56 and 41 ms, 32 and 26 ms. The price: one big forward pass for a
+    lone user on an idle machine takes twice the wall time (VGG-16: 120 → 235 ms; under load, two
+    threads are slower still: ResNet-18 106 ms against 32 ms). torch's setting is the process's, so
+    every session's script thread has it; training runs have their own processes (cnnviz.worker).
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
 
 
 @asynccontextmanager
