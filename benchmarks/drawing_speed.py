@@ -171,7 +171,7 @@ def main() -> int:
         t0 = time.perf_counter()
         drawing = read_strokes(json.loads(json.dumps(sent)))
         t1 = time.perf_counter()
-        prepared, prediction = classify_drawing(drawing, clf)
+        _, prediction = classify_drawing(drawing, clf)
         t2 = time.perf_counter()
         return (t1 - t0) * 1000, (t2 - t1) * 1000 - prediction.seconds * 1000, prediction.seconds * 1000
 

@@ -40,6 +40,7 @@ MIN_BRUSH, MAX_BRUSH = 1, 80
 DISPLAY_SIDE = 224  # small step images are enlarged to about this, pixel by pixel
 SMALL_INPUT = 3 * 64 * 64  # numbers of an input that one torch thread classifies fastest
 PAPER, INK = 255, 0
+FRAME = 200  # the grey of the frame drawn around white paper in the step images (display only)
 
 
 class DrawingError(ClassifyError):
@@ -173,15 +174,15 @@ def prepare_drawing(drawing: Drawing, recipe: Recipe, *, invert: InvertMode = "a
     loaded = LoadedImage(paper, "Drawing", "L", paper.size)
     if not recipe.light_on_dark or recipe.resize is not None:  # a network of photos: a picture like any other
         prepared = prepare(loaded, recipe, invert=invert)
-        prepared.steps[0] = Step("Your drawing", prepared.steps[0].image,
+        prepared.steps[0] = Step("Your drawing", _framed(prepared.steps[0].image),
                                  f"Drawn at {notation.grid(drawing.side, drawing.side)}, dark ink on white.",
                                  prepared.steps[0].shape)
         prepared.seconds = time.perf_counter() - start
         return prepared
 
     h, w = recipe.size
-    steps = [Step("Your drawing", paper, f"Drawn at {notation.grid(drawing.side, drawing.side)}, dark ink on "
-                  "white.", _shape(paper))]
+    steps = [Step("Your drawing", _framed(paper), f"Drawn at {notation.grid(drawing.side, drawing.side)}, dark "
+                  "ink on white.", _shape(paper))]
     box = ink_box(paper)
     if box is None:  # strokes entirely off the canvas leave no ink
         raise EmptyDrawing(EMPTY_MESSAGE)
@@ -206,7 +207,7 @@ def prepare_drawing(drawing: Drawing, recipe: Recipe, *, invert: InvertMode = "a
     left = min(max(round(w / 2 - cx), 0), w - scaled.width)  # as far as the field allows
     top = min(max(round(h / 2 - cy), 0), h - scaled.height)
     field.paste(scaled, (left, top))
-    steps.append(Step(f"Centred in {w}×{h}", _display(field),
+    steps.append(Step(f"Centred in {w}×{h}", _framed(_display(field)),
                       f"Placed so that the ink's centre of mass lands on the middle of the {w}×{h} field, as in "
                       "MNIST.", _shape(field)))
 
@@ -239,6 +240,13 @@ def classify_drawing(drawing: Drawing, classifier: Classifier, *, invert: Invert
 
 def _shape(img: Image.Image) -> tuple[int, int, int]:
     return (len(img.getbands()), img.height, img.width)
+
+
+def _framed(img: Image.Image) -> Image.Image:
+    """A copy with a thin grey frame, so white paper shows where it ends on a white page."""
+    framed = img.copy()
+    ImageDraw.Draw(framed).rectangle((0, 0, img.width - 1, img.height - 1), outline=FRAME)
+    return framed
 
 
 def _display(img: Image.Image) -> Image.Image:

@@ -23,11 +23,7 @@ OUTLINE = [(60, 60), (110, 45), (170, 45), (220, 60), (255, 110), (215, 125), (2
            (80, 100), (65, 125), (25, 110), (60, 60)]
 FILL = [(90, 80), (190, 80), (190, 110), (90, 110), (90, 140), (190, 140), (190, 170), (90, 170), (90, 200),
         (190, 200), (190, 230), (90, 230)]
-LIVE_CHART = """() => {
-    const plot = [...document.querySelectorAll('.js-plotly-plot')]
-        .find(p => (p.layout?.title?.text ?? '').includes('as you draw'));
-    return plot ? {names: [...plot.data[0].y].reverse(), texts: [...plot.data[0].text].reverse()} : null;
-}"""
+LIVE = """() => [...document.querySelectorAll('[data-testid="stProgress"]')].map(bar => bar.innerText.trim())"""
 
 
 def draw(page, polyline, steps: int = 8) -> None:
@@ -54,18 +50,15 @@ def expected_top(clf, page) -> list[tuple[str, str]]:
     return [(clf.classes[i], notation.percent(p)) for i, p in prediction.top(3)]
 
 
-def live_top(page) -> list[tuple[str, str]] | None:
-    chart = page.evaluate(LIVE_CHART)
-    return list(zip(chart["names"], chart["texts"])) if chart else None
+def live_top(page) -> list[tuple[str, str]]:
+    """The bars beside the canvas: (class, probability) of the top 3."""
+    return [tuple(line.rsplit(": ", 1)) for line in page.evaluate(LIVE)]
 
 
 def wait_for_live(page, expected, timeout_ms: float = 30_000) -> float:
-    """Wait until the chart beside the canvas shows `expected`; the milliseconds from the stroke's end."""
-    page.wait_for_function(f"""(expected) => {{
-        const chart = ({LIVE_CHART})();
-        return chart && JSON.stringify(chart.texts) === JSON.stringify(expected);
-    }}""", arg=[text for _, text in expected], timeout=timeout_ms)
-    assert live_top(page) == expected
+    """Wait until the bars beside the canvas show `expected`; the milliseconds from the stroke's end."""
+    page.wait_for_function(f"(expected) => JSON.stringify(({LIVE})()) === JSON.stringify(expected)",
+                           arg=[f"{name}: {p}" for name, p in expected], timeout=timeout_ms)
     return page.evaluate("() => performance.now() - window.__strokeEnd")
 
 

@@ -28,10 +28,9 @@ from pathlib import Path
 import streamlit as st
 
 from cnnviz import classify, notation
-from cnnviz.classify_figures import top_k_figure
 from cnnviz.drawing import CANVAS_SIDE, EMPTY_MESSAGE, Drawing, DrawingError, classify_drawing, read_strokes
 
-from .show import Component, chart
+from .show import Component
 
 _HERE = Path(__file__).resolve().parent / "components"
 # Trusted files of ours; the strokes only ever travel as data.
@@ -75,10 +74,10 @@ def _live(drawing: Drawing, classifier: classify.Classifier | None, invert: str,
         st.error(str(error), icon=":material/block:")
         return
     seconds = time.perf_counter() - start
-    top = prediction.top(LIVE_TOP)
-    chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
-                       title=f"Top {len(top)} as you draw", height_px=210),
-          key=f"{key}.live")
+    st.markdown(f"**Top {LIVE_TOP} as you draw**")
+    # Progress bars, not a chart: a stroke's update is a few small elements the browser draws at once.
+    for index, p in prediction.top(LIVE_TOP):
+        st.progress(min(p, 1.0), text=f"{classifier.classes[index]}: **{notation.percent(p)}**")
     seeing, caption = st.columns([1, 3], vertical_alignment="center")
     seeing.image(prepared.steps[-1].image, width=84)
     caption.caption(f"What the network sees ({notation.shape(tuple(prepared.tensor.shape))}). Prepared and "
