@@ -17,9 +17,9 @@ the network once. Measured per stroke, for the drawing as it grows:
 
 With --browser, the same T-shirt is drawn with the mouse on a freshly started server's page in headless
 chromium (Debian's /usr/bin/chromium), and each stroke is timed on the browser's clock from the canvas
-sending its strokes (the websocket message) to the last message of the fragment's rerun coming back (the
-server's real fragment rerun, with localhost's round trip), and to the new probabilities' caption in the
-page (React's update of the page on top).
+sending its strokes (the websocket message) to the last message of the fragment's rerun handled by the page
+(the server's real fragment rerun and localhost's round trip, but also any wait in the page's own queue
+behind its work on earlier messages), and to the new probabilities' caption in the page.
 
 Goal: a stroke's end to updated probabilities in <= 100 ms on the server; the ratio to 100 ms is printed
 (the script exits 1 if the slowest stroke's median is over it).
@@ -150,8 +150,8 @@ def main() -> int:
         polylines = [OUTLINE, *FILL[::3]]
         drawings = max(1, args.repeats // 2)
         server_ms, page_ms = browser_strokes(polylines, drawings)
-        print(f"medians of {drawings} drawings, from the stroke's message: to the rerun's last message back "
-              "(server + localhost) | to the new caption in the page (+ the browser's update)")
+        print(f"medians of {drawings} drawings, from the stroke's message: to the rerun's last message handled "
+              "by the page (server, localhost, the page's queue) | to the new caption in the page")
         for n, (server, shown) in enumerate(zip(server_ms, page_ms), start=1):
             print(f"stroke {n}: {server:6.1f} ms = {server / GOAL_MS:.2f}x of 100 ms | {shown:6.1f} ms")
         worst = max(server_ms)
