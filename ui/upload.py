@@ -117,7 +117,9 @@ def _sample_or_upload(state, param: str, key: str) -> PickedImage | None:
 
 
 def _camera_photo(key: str) -> PickedImage | None:
-    photo = st.camera_input("Take a photo", key=f"{key}.camera",
+    # 720p: plenty for a network's 224×224 at most, and a small JPEG over a lecture hall's wifi (a camera's
+    # default can be 4K: 3840×2160 from chromium's test camera).
+    photo = st.camera_input("Take a photo", key=f"{key}.camera", resolution="720p", width=520,
                             help="The browser asks once for the camera. The photo stays in this browser tab: "
                                  "a link to this page cannot carry it.")
     if photo is None:
