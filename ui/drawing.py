@@ -47,10 +47,6 @@ def _memory(key: str) -> dict:
         "drawing": Drawing(), "error": None, "load": {"id": 0, "strokes": []}, "page": None})
 
 
-def current_drawing(key: str) -> Drawing:
-    return _memory(key)["drawing"]
-
-
 def _heard(key: str) -> None:
     """The canvas sent its strokes (a stroke's end, Undo or Clear): keep them if they can be read."""
     memory = _memory(key)
