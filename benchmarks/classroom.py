@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """A lecture hall on one server: N students driving cnnviz the way their browsers do, without rendering.
 
-    python benchmarks/classroom.py --serve --students 30 --trainers 3 --minutes 3
-    python benchmarks/classroom.py --serve --students 100 --trainers 10 --minutes 4 --burst
+    python benchmarks/classroom.py --serve --students 30 --trainers 3 --minutes 2
+    python benchmarks/classroom.py --serve --students 100 --trainers 10 --minutes 2 --burst --json hall.json
     python benchmarks/classroom.py --url http://127.0.0.1:8501 --pid 1234 --students 20 --trainers 2 --minutes 2
 
 Each student is one browser tab speaking Streamlit's websocket protocol (the protobuf messages that the
-streamlit package ships; see "The protocol" below). Students arrive over the first 30 s (`--burst`: all
-in the same second) and follow the lecture with think time between actions:
+streamlit package ships; see "The protocol" below). Students arrive at random over the first 30 s
+(`--arrive-over`; `--burst`: all in the same second) and follow the lecture with think time between
+actions (`--think`, 5 s on average):
 
   1. open the convolution page from a slide's link (a new tab: health check, websocket, first run),
   2. step through the lab (the stepper steps in the browser; Python hears one report per burst of steps),
@@ -15,19 +16,20 @@ in the same second) and follow the lecture with think time between actions:
   3. open the pooling page (a sidebar link: same session), step,
   4. open the VGG-16 explorer,
   5. open "Classify an image" and classify a sample photo;
-  K of them ("trainers") also open "Train a CNN" after the VGG-16 explorer, press Start training with the
-  default CNN, watch it for a while, classify, and go back to watch the run (its live view reruns every
-  0.3 s while the page is open, as in a browser) until the end.
+  K of them ("trainers") also open "Train a CNN" after the VGG-16 explorer, press Start (found by its
+  label) with the default CNN, watch it for a while, classify, and go back to watch the run (its live
+  view reruns while the page is open, as in a browser) until the end.
 
 Then every student stays on their last page until `--minutes` are over, and all tabs close.
 
 What it reports: per action p50 / p90 / max latency (from the request to the run's finished message;
 a page open from a link also counts its health check and websocket handshake), errors (exceptions
-drawn in the page, failed runs, requests never answered, connections refused), the trainings finished /
-running / waiting with the position the page shows / lost, the server's /_stcore/health latency under
-the load (probed every 0.25 s), the server's RSS (peak; with all sessions connected; after they
-closed), memory per session (RSS growth over the warmed-up server, divided by the sessions), the
-server's CPU, and the benchmark's own CPU. The last line is
+drawn in the page, failed runs, requests never answered, connections refused), the last student's page
+open, the trainings done / running / waiting (with the position the page shows) / lost, the longest
+wait in the queue, the server's /_stcore/health latency under the load (probed every 0.25 s), the
+server's RSS (peak; with all sessions connected; after they closed), memory per session (RSS growth
+over the warmed-up server, divided by the sessions), the server's CPU, the training worker processes'
+CPU and the peak RSS with them, and the benchmark's own CPU. The last line is
 
     classroom: N students, K training, p90 action X ms, errors E, trainings done D/K, peak rss R MB
 
@@ -785,7 +787,7 @@ class Watch:
     pid: int | None
     rss: list[tuple[float, float]] = field(default_factory=list)  # (time, MB): the server process
     tree_rss: list[tuple[float, float]] = field(default_factory=list)  # (time, MB): with its workers, every 1 s
-    health: list[tuple[float, float | None]] = field(default_factory=list)  # (time, seconds or None: no answer)
+    health: list[tuple[float, float, bool]] = field(default_factory=list)  # (time, seconds waited, answered "ok")
 
     async def sample_rss(self) -> None:
         samples = 0
@@ -807,7 +809,7 @@ class Watch:
                 ok = status == 200 and body.strip() == b"ok"
             except (TimeoutError, OSError, ValueError, IndexError):
                 ok = False
-            self.health.append((start, time.monotonic() - start if ok else None))
+            self.health.append((start, time.monotonic() - start, ok))
             await asyncio.sleep(max(0.0, HEALTH_EVERY_S - (time.monotonic() - start)))
 
     def peak_rss(self) -> float | None:
@@ -905,15 +907,16 @@ class Result:
         return (self.rss_full - self.rss_warm) / max(1, len(self.students))
 
     def health_summary(self) -> dict[str, float | int | None]:
-        answered = [s for _, s in self.health_during() if s is not None]
-        return {"probes": len(self.health_during()), "unanswered": sum(1 for _, s in self.health_during() if s is None),
+        """The health probes' latency: of those answered, and the worst wait of all (an unanswered probe
+        waited until it failed or timed out: HEALTH_TIMEOUT_S)."""
+        probes = self.watch.health
+        answered = [s for _, s, ok in probes if ok]
+        return {"probes": len(probes), "unanswered": len(probes) - len(answered),
                 "p50_ms": percentile(answered, 50) * 1e3 if answered else None,
                 "p99_ms": percentile(answered, 99) * 1e3 if answered else None,
                 "max_ms": max(answered) * 1e3 if answered else None,
-                "over_1s": sum(1 for s in answered if s > 1.0)}
-
-    def health_during(self) -> list[tuple[float, float | None]]:
-        return self.watch.health
+                "worst_wait_ms": max((s for _, s, _ in probes), default=0.0) * 1e3,
+                "over_1s": sum(1 for _, s, _ in probes if s > 1.0)}
 
     def last_line(self) -> str:
         p90, peak, trainers = self.p90_all_but_training(), self.watch.peak_rss(), self.settings.trainers
@@ -1046,8 +1049,9 @@ def print_report(result: Result, log=print) -> None:
     health = result.health_summary()
     if health["probes"]:
         log(f"health: {health['probes']} probes, {health['unanswered']} unanswered, "
-            + (f"p50 {health['p50_ms']:.0f} ms, p99 {health['p99_ms']:.0f} ms, max {health['max_ms']:.0f} ms, "
-               f"{health['over_1s']} over 1 s" if health["p50_ms"] is not None else "none answered"))
+            + (f"p50 {health['p50_ms']:.0f} ms, p99 {health['p99_ms']:.0f} ms, " if health["p50_ms"] is not None
+               else "none answered, ")
+            + f"worst wait {health['worst_wait_ms']:.0f} ms, {health['over_1s']} over 1 s")
     if s.trainers:
         counts = result.trainings()
         log(f"trainings: done {counts['done']}, running {counts['running']}, waiting {counts['waiting']}, "

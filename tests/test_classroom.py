@@ -40,6 +40,14 @@ def test_summary_matches_numpy_in_milliseconds():
     assert classroom.summary([]) == {"p50_ms": None, "p90_ms": None, "max_ms": None}
 
 
+def test_health_summary_counts_an_unanswered_probe_as_its_whole_wait():
+    watch = classroom.Watch("http://127.0.0.1:1", None)
+    watch.health = [(0.0, 0.002, True), (0.25, 0.5, True), (0.5, 0.004, True), (0.75, 10.0, False)]
+    health = classroom.Result(classroom.Settings(3, 0, 1.0), watch.url, [], watch, 0.0).health_summary()
+    assert health == {"probes": 4, "unanswered": 1, "p50_ms": pytest.approx(4.0), "p99_ms": pytest.approx(500.0),
+                      "max_ms": pytest.approx(500.0), "worst_wait_ms": pytest.approx(10_000.0), "over_1s": 1}
+
+
 def _tab_showing(*protos) -> classroom.Tab:
     tab = classroom.Tab("http://127.0.0.1:1", "t", 1.0)
     for index, proto in enumerate(protos):
@@ -99,6 +107,7 @@ def test_a_short_lecture_against_a_real_server(tmp_path):
     rss = figures["rss_mb"]
     assert 100 < rss["warm"] <= rss["peak"] < 8000
     assert figures["server_cpu_s"] > 0 and figures["health"]["probes"] > 10 and figures["health"]["unanswered"] == 0
+    assert 0 < figures["health"]["worst_wait_ms"] < classroom.HEALTH_TIMEOUT_S * 1e3
     assert figures["last_open_s"] == pytest.approx(actions["open Convolution from a link"]["max_ms"] / 1e3)
     students, trainers, p90, errors, done, asked, peak = map(int, match.groups())
     assert (students, trainers, errors, done, asked) == (3, 1, 0, 1, 1)
