@@ -18,7 +18,7 @@ from streamlit.proto.Progress_pb2 import Progress
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import classroom  # noqa: E402
+import classroom
 
 LAST_LINE = re.compile(r"^classroom: (\d+) students, (\d+) training, p90 action (\d+) ms, errors (\d+), "
                        r"trainings done (\d+)/(\d+), peak rss (\d+) MB$")
@@ -86,7 +86,7 @@ def test_a_short_lecture_against_a_real_server(tmp_path):
     run = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "classroom.py"), "--serve", "--students", "3", "--trainers", "1",
          "--minutes", "0.6", "--arrive-over", "3", "--think", "1", "--session-ttl", "2", "--json", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     last = run.stdout.strip().splitlines()[-1]
     match = LAST_LINE.match(last)
