@@ -864,7 +864,7 @@ class Result:
         for action in self.actions():
             grouped.setdefault(action.name, []).append(action)
         for student in self.students:
-            if student.tab is not None:
+            if student.tab is not None and student.tab.live_runs:
                 grouped.setdefault("live view", []).extend(
                     Action("live view", s if ok else None, None if ok else "failed") for s, ok in student.tab.live_runs)
         return grouped
