@@ -542,12 +542,14 @@ class RQExecutor(Executor):
         timer.start()
 
     def _enforce_stop(self, run_id: str) -> None:
-        record = self.store.get(run_id)
-        if record is None or not record.active:
-            return
+        # A timer thread: nothing here may raise, Redis going away included (the worker's heartbeat
+        # then ends the run as failed).
         try:
+            record = self.store.get(run_id)
+            if record is None or not record.active:
+                return
             send_stop_job_command(self.redis, job_id(run_id))  # job_stopped records the run as stopped
-        except (InvalidJobOperation, NoSuchJobError):
+        except (InvalidJobOperation, NoSuchJobError, redis.exceptions.ConnectionError):
             pass
 
     def close(self) -> None:

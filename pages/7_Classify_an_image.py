@@ -106,13 +106,16 @@ def choose_model() -> classify.Classifier | None:
         return clf
 
 
-if PRESENTING:
-    st.segmented_control("Show", ["prediction", "network", "why"], key=state.key("view"), required=True,
-                         format_func={"prediction": "The prediction", "network": "The network, unit by unit",
-                                      "why": "Why this class"}.get, label_visibility="collapsed")
+if PRESENTING:  # the part shown and the folded controls share one row: the projector's height is for the figure
+    view_column, controls_column = st.columns([5, 7], vertical_alignment="top")
+    view_column.segmented_control("Show", ["prediction", "network", "why"], key=state.key("view"), required=True,
+                                  format_func={"prediction": "The prediction", "network": "The network, unit by unit",
+                                               "why": "Why this class"}.get, label_visibility="collapsed")
+else:
+    controls_column = st.container()
 VIEW = state["view"] if PRESENTING else ""
 
-with controls("Model and image"):
+with controls_column, controls("Model and image"):
     classifier = choose_model()
 
     # ---------------------------------------------------------------- the image
