@@ -25,8 +25,8 @@ refresh, a second tab or a shared link reattaches to it), and lives on the serve
   owner only), the model of a finished run (loaded once per process, shared by every session).
 
 `make_backend()` chooses the store and executor in one place: the local ones, or (CNNVIZ_REDIS_URL)
-a Redis store and a job queue's executor, not written yet (`_redis_backend` is the hook), behind the
-same `RunStore` and `Executor` interfaces; `cnnviz.worker.train_run` is the job such a queue runs.
+cnnviz.runs_redis's Redis store and RQ executor behind the same `RunStore` and `Executor` interfaces;
+`cnnviz.worker.train_run` is the training both kinds of worker run.
 """
 
 from __future__ import annotations
@@ -619,8 +619,8 @@ def default_slots() -> dict[str, Slots]:
 
 
 class Executor(ABC):
-    """Where runs train. The local one: worker processes of this server. A job queue's (RQ) later:
-    `submit` enqueues cnnviz.worker.train_run(run_id)."""
+    """Where runs train. The local one: worker processes of this server; cnnviz.runs_redis.RQExecutor:
+    `submit` enqueues the run on its device's RQ queue."""
 
     @abstractmethod
     def submit(self, run_id: str) -> None:
