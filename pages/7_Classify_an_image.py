@@ -8,11 +8,13 @@ import streamlit as st
 from cnnviz import classify, notation
 from cnnviz.classify import PRETRAINED, ClassifyError, WeightsUnavailable
 from cnnviz.classify_figures import activation_grid_image, softmax_figure, strength_figure, top_k_figure
+from cnnviz.pictures import png
 from ui.exercises import your_turn
 from ui.explain import (chosen_unit, class_picker, network_view, overview_now, parse_unit, unit_panel,
                         why_this_class)
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
+from ui.results import model_key, remember
 from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import bundled_model, checkpoint_picker, image_picker, pretrained_model, session_classifier
@@ -136,15 +138,16 @@ if classifier is None or picked is None:
 
 # ---------------------------------------------------------------- run once, reuse on reruns
 
+# What the model makes of the image depends on (model, image, invert) only: computed once per process for
+# the models every session shares (a hall opening one link classifies the same sample once), see ui.results.
+RESULT_KEY = (model_key(classifier), picked.ident, state["invert"] if recipe.light_on_dark else "")
+
+
 def classify_now(clf: classify.Classifier, img) -> tuple[classify.Prepared, classify.Prediction]:
-    cache_key = (id(clf.model), img.ident, state["invert"] if recipe.light_on_dark else "")
-    cached = st.session_state.get("classify.result")
-    if cached is not None and cached[0] == cache_key:
-        return cached[1], cached[2]
-    prepared = img.prepare(clf.recipe, invert=state["invert"])  # a drawing's own steps, or classify.prepare
-    prediction = classify.predict(clf, prepared.tensor)
-    st.session_state["classify.result"] = (cache_key, prepared, prediction)
-    return prepared, prediction
+    def make():
+        prepared = img.prepare(clf.recipe, invert=state["invert"])  # a drawing's own steps, or classify.prepare
+        return prepared, classify.predict(clf, prepared.tensor)
+    return remember("prediction", RESULT_KEY, make)
 
 
 try:
@@ -211,8 +214,9 @@ def the_prediction() -> None:
         st.markdown(verdict)
         top = prediction.top(5)
         if not PRESENTING:  # the softmax figure beside it shows every class already
-            chart(top_k_figure([classifier.classes[i] for i, _ in top], [p for _, p in top],
-                               title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes"),
+            chart(remember("figure", (*RESULT_KEY, "top k"), lambda: top_k_figure(
+                [classifier.classes[i] for i, _ in top], [p for _, p in top],
+                title=f"Top {len(top)} of {notation.count(len(classifier.classes))} classes").to_dict()),
                   key="classify.topk")
             m1, m2 = st.columns(2)
             m1.metric("Forward pass", notation.seconds(prediction.seconds),
@@ -224,7 +228,8 @@ def the_prediction() -> None:
         if PRESENTING:
             softmax_arithmetic(breakdown)
     with right:
-        chart(softmax_figure(breakdown), key="classify.softmax")
+        chart(remember("figure", (*RESULT_KEY, "softmax"), lambda: softmax_figure(breakdown).to_dict()),
+              key="classify.softmax")
         if not PRESENTING:
             softmax_arithmetic(breakdown)
             st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "
@@ -233,7 +238,6 @@ def the_prediction() -> None:
 
 # ---------------------------------------------------------------- the network, unit by unit
 
-EXPLAIN_KEY = (id(classifier.model), picked.ident, state["invert"] if recipe.light_on_dark else "")
 
 
 def unit_by_unit() -> None:
@@ -244,12 +248,12 @@ def unit_by_unit() -> None:
                     "is a small computation: **click a cell of a map, or a score**, to see what it computed, on "
                     "the real numbers.")
     try:
-        overview = overview_now(classifier, prepared.tensor, EXPLAIN_KEY)
+        overview = overview_now(classifier, prepared.tensor, RESULT_KEY)
         unit, clicked = chosen_unit(overview, state)
     except ClassifyError as error:
         st.error(str(error), icon=":material/block:")
         return
-    network_view(overview, unit, clicked, state, present=PRESENTING)
+    network_view(overview, unit, clicked, state, RESULT_KEY, present=PRESENTING)
     unit_panel(overview, unit, present=PRESENTING)
 
 
@@ -263,10 +267,10 @@ def why() -> None:
                     "gradient) and adds them up. **Occlusion** covers the image with a grey patch, place by "
                     "place, and watches the class's probability.")
     try:
-        overview = overview_now(classifier, prepared.tensor, EXPLAIN_KEY)
+        overview = overview_now(classifier, prepared.tensor, RESULT_KEY)
         with controls("Class to explain") if PRESENTING else st.container():
             class_index = class_picker(classifier, overview, state)
-        why_this_class(classifier, prepared.tensor, overview, class_index, EXPLAIN_KEY,
+        why_this_class(classifier, prepared.tensor, overview, class_index, RESULT_KEY,
                        forward_seconds=prediction.seconds, present=PRESENTING)
     except ClassifyError as error:
         st.error(str(error), icon=":material/block:")
@@ -326,17 +330,20 @@ with grid_left:
     else:
         shown = list(range((group - 1) * GRID_CHANNELS, min(group * GRID_CHANNELS, channels_total)))
     columns = 8 if len(shown) > 16 else max(4, len(shown) // 2)
-    st.image(activation_grid_image(layer.maps, shown, columns=columns), width="stretch",
+    st.image(remember("picture", (*RESULT_KEY, "maps", state["layer"], tuple(shown), columns),
+                      lambda: png(activation_grid_image(layer.maps, shown, columns=columns))), width="stretch",
              caption=f"{len(shown)} of {channels_total} activation maps, {notation.grid(h, w)} each")
 with grid_right:
     top_n = strongest[:STRONGEST]
     strength = layer.strength
     st.markdown(f"**The {len(top_n)} strongest channels** for this image "
                 "(largest mean positive activation, what a ReLU lets through):")
-    st.image(activation_grid_image(layer.maps, top_n, columns=4, min_px=112, max_px=160, label_px=22,
-                                   labels=[f"#{c + 1}: {notation.number(float(strength[c]), 2)}" for c in top_n]),
-             width="stretch")
-    chart(strength_figure(strength, top_n, title="Response of every channel"), key="classify.strength")
+    st.image(remember("picture", (*RESULT_KEY, "strongest maps", state["layer"]), lambda: png(activation_grid_image(
+        layer.maps, top_n, columns=4, min_px=112, max_px=160, label_px=22,
+        labels=[f"#{c + 1}: {notation.number(float(strength[c]), 2)}" for c in top_n]))), width="stretch")
+    chart(remember("figure", (*RESULT_KEY, "strength", state["layer"]),
+                   lambda: strength_figure(strength, top_n, title="Response of every channel").to_dict()),
+          key="classify.strength")
 
 st.markdown("**The shapes flowing through the network**, layer by layer, for this image:")
 rows = [{"step": i, "layer": row.label, "type": row.kind, "output shape": notation.shape(row.shape),

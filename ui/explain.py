@@ -1,6 +1,7 @@
 """The classify page's explanations: the network unit by unit, and why it chose a class.
 
-- `overview_now`: cnnviz.explain.network_overview for this (model, image), kept in session state.
+- `overview_now`: cnnviz.explain.network_overview for this (model, image), made once per process
+  (ui.results: every session that shows the same image on the same model shares it).
 - `network_view`: the overview as a browser component (ui/components/network_view.*): one column per
   layer; a click on a map cell, a vector cell or a score names a unit (one rerun), kept in the page's
   link as `unit` (layer.channel.row.column, or layer.entry, counted from 1).
@@ -24,6 +25,7 @@ from cnnviz.classify import Classifier
 from cnnviz.classify_figures import heat_overlay, input_picture, overview_data
 from cnnviz.pictures import colorize_signed, symmetric_bound
 
+from .results import is_ready, remember
 from .show import Component, arithmetic
 from .state import UrlState
 
@@ -31,6 +33,7 @@ _HERE = Path(__file__).resolve().parent / "components"
 _VIEW = Component("cnnviz_network_view",
                   **{part: (_HERE / f"network_view.{part}").read_text(encoding="utf-8") for part in ("html", "css", "js")})
 VIEW_KEY = "classify.network"
+MAP_COLUMNS_KEY = "classify.map_columns"  # per column of the overview shown: does it hold maps?
 WINDOW_CHANNELS = 4  # input channels whose windows and filter slices are drawn
 OCCLUSION_BUDGET_S = 3.0  # slower than this (estimated): computed on request only
 SMALL_INPUT = 32 * 32 * 3  # inputs this small (Fashion-MNIST, CIFAR-10) are always occluded at once
@@ -63,23 +66,11 @@ def _unit_of(text: str) -> tuple[int, int, int, int]:
 # ---------------------------------------------------------------- run once per (model, image)
 
 def overview_now(classifier: Classifier, x: torch.Tensor, cache_key: tuple) -> explain.Overview:
-    """The overview of this image, computed once and kept for this session's reruns (a click reruns the page)."""
-    cached = st.session_state.get("classify.overview")
-    if cached is not None and cached[0] == cache_key:
-        return cached[1]
-    overview = explain.network_overview(classifier, x)
-    st.session_state["classify.overview"] = (cache_key, overview)
-    st.session_state.pop("classify.view_data", None)
+    """The overview of this image (cache_key: ui.results.model_key, the image, its setting), made once;
+    the session keeps only which columns hold maps (what a click's callback needs to name its unit)."""
+    overview = remember("overview", cache_key, lambda: explain.network_overview(classifier, x))
+    st.session_state[MAP_COLUMNS_KEY] = tuple(c.output.ndim == 3 and c.is_maps for c in overview.columns)
     return overview
-
-
-def _cached(name: str, key: tuple, make):
-    """One value per name for the current key (Grad-CAM per class, the occlusion map...), in session state."""
-    store = st.session_state.setdefault("classify.explained", {})
-    entry = store.get(name)
-    if entry is None or entry[0] != key:
-        entry = store[name] = (key, make())
-    return entry[1]
 
 
 # ---------------------------------------------------------------- the overview component
@@ -113,13 +104,11 @@ def _clicked(state: UrlState, param: str) -> None:
 
 
 def _is_map_column(column: int) -> bool:
-    cached = st.session_state.get("classify.overview")
-    if cached is None or not 0 <= column < len(cached[1].columns):
-        return True
-    return cached[1].columns[column].output.ndim == 3 and cached[1].columns[column].is_maps
+    kinds = st.session_state.get(MAP_COLUMNS_KEY, ())
+    return kinds[column] if 0 <= column < len(kinds) else True
 
 
-def network_view(overview: explain.Overview, unit: explain.Unit, column: int, state: UrlState, *,
+def network_view(overview: explain.Overview, unit: explain.Unit, column: int, state: UrlState, cache_key: tuple, *,
                  present: bool = False, param: str = "unit") -> None:
     """The overview, the chosen unit ringed in the column it was clicked in (and its receptive field on the
     input); a click picks another."""
@@ -130,16 +119,13 @@ def network_view(overview: explain.Overview, unit: explain.Unit, column: int, st
     many = len(overview.columns) > 30
     maps = 4 if many or present else 6
     tile = 56 if present else (40 if many else 44)
-    key = (id(overview), maps, tile, selected["column"], selected["channel"])
-    cached = st.session_state.get("classify.view_data")
-    if cached is None or cached[0] != key:
-        data = overview_data(overview, maps_per_column=maps, tile_px=tile,
-                             extra={selected["column"]: selected["channel"]} if unit.position else None)
-        st.session_state["classify.view_data"] = cached = (key, data)
+    extra = {selected["column"]: selected["channel"]} if unit.position else None
+    data = remember("network view", (*cache_key, maps, tile, tuple(sorted((extra or {}).items()))),
+                    lambda: overview_data(overview, maps_per_column=maps, tile_px=tile, extra=extra))
     hint = ("Click a cell of any map, a vector or a score to see what that unit computed. "
             f"Red: positive, blue: negative, white: zero; each map on its own scale. {len(overview.columns)} "
             "columns" + (", scroll sideways for the rest." if many else "."))
-    _VIEW(key=VIEW_KEY, data={**cached[1], "selected": selected, "present": present, "tile": tile, "hint": hint},
+    _VIEW(key=VIEW_KEY, data={**data, "selected": selected, "present": present, "tile": tile, "hint": hint},
           on_unit_change=lambda: _clicked(state, param))
 
 
@@ -245,7 +231,7 @@ def why_this_class(classifier: Classifier, x: torch.Tensor, overview: explain.Ov
     gradcam_col, occlusion_col = st.columns(2)
     with gradcam_col:
         try:
-            cam = _cached("gradcam", (*cache_key, class_index), lambda: explain.grad_cam(classifier, x, class_index))
+            cam = remember("gradcam", (*cache_key, class_index), lambda: explain.grad_cam(classifier, x, class_index))
         except explain.ExplainError as error:
             st.info(str(error))
         else:
@@ -260,8 +246,7 @@ def why_this_class(classifier: Classifier, x: torch.Tensor, overview: explain.Ov
         count = len(explain.patch_positions(h, patch, stride)) * len(explain.patch_positions(w, patch, stride))
         estimate = forward_seconds * count
         key = (*cache_key, class_index, patch, stride)
-        store = st.session_state.get("classify.explained", {})
-        ready = "occlusion" in store and store["occlusion"][0] == key
+        ready = is_ready("occlusion", key)
         st.markdown(f"**Occlusion**: a grey {notation.grid(patch, patch)} patch at {notation.count(count)} places")
         small = x.numel() <= SMALL_INPUT  # batched, a few hundred small images take milliseconds
         if not ready and not small and estimate > OCCLUSION_BUDGET_S and not st.button(
@@ -270,7 +255,7 @@ def why_this_class(classifier: Classifier, x: torch.Tensor, overview: explain.Ov
             st.caption(f"Each of the {notation.count(count)} patched images runs through the network once.")
             return
         with st.spinner("Covering the image patch by patch…"):
-            occ = _cached("occlusion", key, lambda: explain.occlusion_map(classifier, x, class_index, patch, stride))
+            occ = remember("occlusion", key, lambda: explain.occlusion_map(classifier, x, class_index, patch, stride))
         st.image(input_picture(x, side_px=side, heat=heat_overlay(occ.drop, signed=True)), width=side,
                  caption=f"p({name}) without the patch minus p({name}) with it, averaged over the patches that "
                          "cover each pixel")
