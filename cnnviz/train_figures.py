@@ -10,6 +10,7 @@ several times a second, and `ui.show.chart` hands such a dict to the browser as 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import plotly.graph_objects as go
@@ -33,10 +34,12 @@ def as_figure(spec: dict) -> go.Figure:
 
 
 def duration_text(seconds: float | None) -> str:
-    """3.2 -> '3 s', 75 -> '1 min 15 s', 3720 -> '1 h 2 min'; None -> '…'."""
+    """0.43 -> '0.4 s', 3.2 -> '3 s', 75 -> '1 min 15 s', 3720 -> '1 h 2 min'; None -> '…'."""
     if seconds is None or not math.isfinite(seconds):
         return "…"
-    seconds = max(0, round(seconds))
+    if seconds < 0.95:  # a small run on a fast machine: "0 s" would say it did not train at all
+        return f"{max(seconds, 0.1):.1f} s"
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, secs = divmod(seconds, 60)
@@ -63,49 +66,51 @@ def progress_text(progress: TrainProgress) -> str:
 # ---------------------------------------------------------------------------- curves
 
 
-def curves_spec(history: History, epochs: int, classes: int = 10, height_px: int = 340) -> dict:
-    """Loss (left) and accuracy (right) against epochs, train in blue, test in orange; the
-    accuracy plot marks chance level (1 / number of classes)."""
-    train_kw = {"mode": "lines", "line": {"color": TRAIN_COLOUR, "width": 2}, "legendgroup": "train"}
-    test_kw = {"mode": "lines+markers", "line": {"color": TEST_COLOUR, "width": 3}, "marker": {"size": 8},
-               "legendgroup": "test"}
+CURVES = {  # metric -> its plot's title, axis and number format; one figure each, side by side or stacked
+    "loss": ("<b>Loss</b> (lower is better)", "cross-entropy loss", ".3f"),
+    "accuracy": ("<b>Accuracy</b> (higher is better)", "accuracy", ".1%"),
+}
+
+
+def curve_spec(history: History, epochs: int, metric: str, classes: int = 10, height_px: int = 330) -> dict:
+    """One metric ("loss" or "accuracy") against epochs, train in blue, test in orange; the accuracy plot
+    marks chance level (1 / number of classes). Each metric is a figure of its own, so that a phone
+    stacks them instead of squeezing two plots into its width."""
+    title, axis_title, number = CURVES[metric]
+    train_y = history.train_loss if metric == "loss" else history.train_accuracy
+    test_y = history.test_loss if metric == "loss" else history.test_accuracy
     data = [
-        {"type": "scatter", "x": list(history.train_epoch), "y": list(history.train_loss), "name": "training batches",
-         "xaxis": "x", "yaxis": "y", "hovertemplate": "epoch %{x:.2f}: loss %{y:.3f}<extra>train</extra>", **train_kw},
-        {"type": "scatter", "x": list(history.test_epoch), "y": list(history.test_loss), "name": "test set",
-         "xaxis": "x", "yaxis": "y", "hovertemplate": "epoch %{x:.2f}: loss %{y:.3f}<extra>test</extra>", **test_kw},
-        {"type": "scatter", "x": list(history.train_epoch), "y": list(history.train_accuracy),
-         "name": "training batches", "xaxis": "x2", "yaxis": "y2", "showlegend": False,
-         "hovertemplate": "epoch %{x:.2f}: %{y:.1%}<extra>train</extra>", **train_kw},
-        {"type": "scatter", "x": list(history.test_epoch), "y": list(history.test_accuracy), "name": "test set",
-         "xaxis": "x2", "yaxis": "y2", "showlegend": False,
-         "hovertemplate": "epoch %{x:.2f}: %{y:.1%}<extra>test</extra>", **test_kw},
+        {"type": "scatter", "x": list(history.train_epoch), "y": list(train_y), "name": "training batches",
+         "mode": "lines", "line": {"color": TRAIN_COLOUR, "width": 2},
+         "hovertemplate": f"epoch %{{x:.2f}}: %{{y:{number}}}<extra>train</extra>"},
+        {"type": "scatter", "x": list(history.test_epoch), "y": list(test_y), "name": "test set",
+         "mode": "lines+markers", "line": {"color": TEST_COLOUR, "width": 3}, "marker": {"size": 8},
+         "hovertemplate": f"epoch %{{x:.2f}}: %{{y:{number}}}<extra>test</extra>"},
     ]
-    losses = [v for v in (*history.train_loss, *history.test_loss) if math.isfinite(v)]
-    top = max(losses) * 1.05 if losses else math.log(max(classes, 2)) * 1.1
     x_range = [0, max(epochs, 1)]
-    chance = 1 / max(classes, 1)
+    if metric == "loss":
+        losses = [v for v in (*history.train_loss, *history.test_loss) if math.isfinite(v)]
+        top = max(losses) * 1.05 if losses else math.log(max(classes, 2)) * 1.1
+        yaxis = {"range": [0, top], "rangemode": "tozero"}
+    else:
+        yaxis = {"range": [0, 1], "tickformat": ".0%"}
     layout = {
-        "height": height_px, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "font": FONT,
-        "xaxis": {"domain": [0, 0.44], "range": x_range, "title": {"text": "epoch"}, "anchor": "y"},
-        "yaxis": {"range": [0, top], "title": {"text": "cross-entropy loss"}, "anchor": "x", "rangemode": "tozero"},
-        "xaxis2": {"domain": [0.56, 1], "range": x_range, "title": {"text": "epoch"}, "anchor": "y2"},
-        "yaxis2": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "accuracy"}, "anchor": "x2"},
-        "shapes": [{"type": "line", "xref": "x2", "yref": "y2", "x0": 0, "x1": x_range[1], "y0": chance,
-                    "y1": chance, "line": {"color": "#6b7280", "dash": "dot", "width": 1.5}}],
-        "annotations": [
-            {"text": "<b>Loss</b> (lower is better)", "xref": "paper", "yref": "paper", "x": 0.22, "y": 1.08,
-             "showarrow": False, "xanchor": "center", "font": {"size": 15}},
-            {"text": "<b>Accuracy</b> (higher is better)", "xref": "paper", "yref": "paper", "x": 0.78, "y": 1.08,
-             "showarrow": False, "xanchor": "center", "font": {"size": 15}},
-            {"text": f"chance {chance:.0%}", "xref": "x2", "yref": "y2", "x": x_range[1], "y": chance,
-             "xanchor": "right", "yanchor": "bottom", "showarrow": False, "font": {"size": 12, "color": "#6b7280"}},
-        ],
-        "legend": {"orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.22},
+        "height": height_px, "margin": {"l": 10, "r": 10, "t": 44, "b": 10}, "font": FONT,
+        "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 15}},
+        "xaxis": {"range": x_range, "title": {"text": "epoch"}},
+        "yaxis": {**yaxis, "title": {"text": axis_title}},
+        "legend": {"orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.25},
         "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
-        "uirevision": "curves",  # keep the user's zoom while the curves grow
+        "uirevision": metric,  # keep the user's zoom while the curves grow
     }
-    for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
+    if metric == "accuracy":
+        chance = 1 / max(classes, 1)
+        layout["shapes"] = [{"type": "line", "xref": "x", "yref": "y", "x0": 0, "x1": x_range[1], "y0": chance,
+                             "y1": chance, "line": {"color": "#6b7280", "dash": "dot", "width": 1.5}}]
+        layout["annotations"] = [{"text": f"chance {chance:.0%}", "xref": "x", "yref": "y", "x": x_range[1],
+                                  "y": chance, "xanchor": "right", "yanchor": "bottom", "showarrow": False,
+                                  "font": {"size": 12, "color": "#6b7280"}}]
+    for axis in ("xaxis", "yaxis"):
         layout[axis].update(gridcolor="#e5e7eb", zeroline=False, showline=True, linecolor="#9ca3af")
     return {"data": data, "layout": layout}
 
@@ -163,37 +168,28 @@ def _to_rgb(images: torch.Tensor) -> torch.Tensor:
     return grey.permute(0, 2, 3, 1).expand(-1, -1, -1, 3)
 
 
-def predictions_spec(report: EpochReport, classes: Sequence[str], scale: int = 3, height_px: int = 200) -> dict:
-    """A row of test images (one per class), each with its predicted class and probability
-    above it (green when right, red when wrong) and its true class below."""
+@dataclass(frozen=True)
+class PredictionCard:
+    """One test image of an epoch's report, as the training page shows it."""
+
+    picture: str  # PNG data URL, `scale` times the image's pixels
+    predicted: str
+    probability: float  # the softmax probability of the predicted class
+    true: str
+    right: bool
+
+
+def prediction_cards(report: EpochReport, classes: Sequence[str], scale: int = 3) -> list[PredictionCard]:
+    """The report's test images (one per class) with the predicted class, its probability and the true
+    class: the page lays them out as cards that wrap on a narrow screen."""
     images = _to_rgb(report.sample_images)
-    n, h, w, _ = images.shape
-    gap = max(2, w // 4)
-    strip = torch.full((h, n * (w + gap) - gap, 3), 255, dtype=torch.uint8)
-    for i in range(n):
-        strip[:, i * (w + gap):i * (w + gap) + w] = images[i]
-    strip = strip.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    annotations = []
-    for i in range(n):
+    cards = []
+    for i in range(images.shape[0]):
+        pixels = images[i].repeat_interleave(scale, 0).repeat_interleave(scale, 1)
         pred, true = int(report.sample_predictions[i]), int(report.sample_labels[i])
-        prob = float(report.sample_probabilities[i])
-        centre = (i * (w + gap) + w / 2) * scale
-        right = pred == true
-        annotations.append({"x": centre, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
-                            "showarrow": False, "text": f"<b>{classes[pred]}</b><br>{prob:.0%}",
-                            "font": {"size": 13, "color": RIGHT if right else WRONG}})
-        annotations.append({"x": centre, "xref": "x", "y": 0, "yref": "paper", "yanchor": "top", "showarrow": False,
-                            "text": f"true: {classes[true]}", "font": {"size": 12, "color": "#4b5563"}})
-    width = strip.shape[1]
-    data = [{"type": "image", "source": _png_uri(strip), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
-             "hoverinfo": "skip"}]
-    layout = {
-        "height": height_px, "margin": {"l": 0, "r": 0, "t": 48, "b": 28}, "font": FONT,
-        "xaxis": {"visible": False, "range": [-gap * scale, width + gap * scale], "fixedrange": True},
-        "yaxis": {"visible": False, "range": [h * scale, 0], "scaleanchor": "x", "fixedrange": True},
-        "annotations": annotations, "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)",
-    }
-    return {"data": data, "layout": layout}
+        cards.append(PredictionCard(_png_uri(pixels), classes[pred], float(report.sample_probabilities[i]),
+                                    classes[true], pred == true))
+    return cards
 
 
 def _filter_grid(weights: torch.Tensor, columns: int) -> torch.Tensor:

@@ -14,15 +14,13 @@ from PIL import Image
 
 from cnnviz.train import EpochReport, History, TrainProgress
 from cnnviz.train_figures import (
-    RIGHT,
-    WRONG,
     as_figure,
     confusion_spec,
-    curves_spec,
+    curve_spec,
     duration_text,
     filters_spec,
     most_confused,
-    predictions_spec,
+    prediction_cards,
     progress_text,
 )
 
@@ -40,8 +38,8 @@ def decode(uri: str) -> torch.Tensor:
 
 
 def test_text_helpers():
-    assert [duration_text(s) for s in (None, 3.2, 59.6, 75, 120, 3720)] == \
-        ["…", "3 s", "1 min", "1 min 15 s", "2 min", "1 h 2 min"]
+    assert [duration_text(s) for s in (None, 0.01, 0.43, 3.2, 59.6, 75, 120, 3720)] == \
+        ["…", "0.1 s", "0.4 s", "3 s", "1 min", "1 min 15 s", "2 min", "1 h 2 min"]
     progress = TrainProgress(epoch=1.4, epochs=3, step=110, steps=235, images_seen=7040, images_per_s=12345.6,
                              train_seconds=2.0, elapsed_s=2.5, eta_s=4.2, phase="training")
     assert progress_text(progress) == "Epoch 1.40 of 3 · step 110 of 235 · 12,346 images/s · about 4 s left"
@@ -51,19 +49,23 @@ def test_text_helpers():
 
 
 def test_curves_carry_the_history():
-    spec = curves_spec(history(), epochs=3, classes=10)
-    train_loss, test_loss, train_acc, test_acc = spec["data"]
+    loss = curve_spec(history(), epochs=3, metric="loss", classes=10)
+    train_loss, test_loss = loss["data"]
     assert train_loss["x"] == [0.25, 0.5, 0.75, 1.0] and train_loss["y"] == [2.1, 1.2, 0.9, 0.7]
-    assert test_loss["y"] == [2.3, 0.65] and test_acc["y"] == [0.1, 0.78] and train_acc["y"][-1] == 0.75
-    assert (train_acc["xaxis"], train_acc["yaxis"]) == ("x2", "y2")
-    layout = spec["layout"]
-    assert layout["xaxis"]["range"] == [0, 3] and layout["yaxis2"]["range"] == [0, 1]
-    assert layout["yaxis"]["range"][1] == pytest.approx(2.3 * 1.05)
-    chance = layout["shapes"][0]
+    assert test_loss["y"] == [2.3, 0.65]
+    assert loss["layout"]["xaxis"]["range"] == [0, 3]
+    assert loss["layout"]["yaxis"]["range"][1] == pytest.approx(2.3 * 1.05)
+    assert "Loss" in loss["layout"]["title"]["text"] and "shapes" not in loss["layout"]
+    accuracy = curve_spec(history(), epochs=3, metric="accuracy", classes=10)
+    train_acc, test_acc = accuracy["data"]
+    assert test_acc["y"] == [0.1, 0.78] and train_acc["y"][-1] == 0.75
+    assert accuracy["layout"]["yaxis"]["range"] == [0, 1]
+    chance = accuracy["layout"]["shapes"][0]
     assert chance["y0"] == chance["y1"] == pytest.approx(0.1)
-    as_figure(spec)  # valid for plotly too
-    empty = curves_spec(History(), epochs=2, classes=4)
+    as_figure(loss), as_figure(accuracy)  # valid for plotly too
+    empty = curve_spec(History(), epochs=2, metric="loss", classes=4)
     assert empty["layout"]["yaxis"]["range"][1] == pytest.approx(math.log(4) * 1.1)
+    assert curve_spec(History(), epochs=2, metric="accuracy", classes=4)["layout"]["shapes"][0]["y0"] == 0.25
 
 
 def test_confusion_matrix_counts_and_row_shares():
@@ -78,21 +80,20 @@ def test_confusion_matrix_counts_and_row_shares():
     as_figure(spec)
 
 
-def test_prediction_row_labels_colours_and_pixels():
+def test_prediction_cards_name_classes_probabilities_and_pixels():
     images = torch.zeros(3, 1, 4, 4, dtype=torch.uint8)
     images[1] = 200
     images[2, 0, 0, 0] = 255
     report = EpochReport(1, 0.5, 0.66, torch.eye(3, dtype=torch.int64), images, torch.tensor([0, 1, 2]),
                          torch.tensor([0, 2, 2]), torch.tensor([0.9, 0.6, 0.51]), None)
-    spec = predictions_spec(report, ["a", "b", "c"], scale=1)
-    notes = spec["layout"]["annotations"]
-    assert [n["text"] for n in notes[0::2]] == ["<b>a</b><br>90%", "<b>c</b><br>60%", "<b>c</b><br>51%"]
-    assert [n["font"]["color"] for n in notes[0::2]] == [RIGHT, WRONG, RIGHT]
-    assert [n["text"] for n in notes[1::2]] == ["true: a", "true: b", "true: c"]
-    # the strip: 3 images of 4 pixels with 2-pixel white gaps, at scale 1
-    pixels = decode(spec["data"][0]["source"]).reshape(4, 3 * 4 + 2 * 2, 3)
-    assert pixels[:, 0:4].eq(0).all() and pixels[:, 4:6].eq(255).all() and pixels[:, 6:10].eq(200).all()
-    assert pixels[0, 12].tolist() == [255, 255, 255] and pixels[1, 12].tolist() == [0, 0, 0]
+    cards = prediction_cards(report, ["a", "b", "c"], scale=2)
+    assert [(c.predicted, c.true, c.right) for c in cards] == [("a", "a", True), ("c", "b", False), ("c", "c", True)]
+    assert [c.probability for c in cards] == pytest.approx([0.9, 0.6, 0.51])
+    # each picture: the image's pixels, grey as RGB, each pixel 2×2 at scale 2
+    assert decode(cards[0].picture).reshape(8, 8, 3).eq(0).all()
+    assert decode(cards[1].picture).reshape(8, 8, 3).eq(200).all()
+    third = decode(cards[2].picture).reshape(8, 8, 3)
+    assert third[:2, :2].eq(255).all() and third[2:, :].eq(0).all() and third[:2, 2:].eq(0).all()
 
 
 def test_filter_grid_places_every_weight():

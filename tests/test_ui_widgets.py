@@ -167,3 +167,16 @@ def test_a_move_to_a_link_takes_the_whole_state_from_it():
     at.query_params["kind"] = "max"
     at.run()
     assert at.markdown[0].value == "n=3 kind=max double=6 on=False"  # n back to its default: the link omits it
+
+
+def test_training_prediction_cards_escape_class_names_and_colour_right_and_wrong():
+    from cnnviz.train_figures import RIGHT, WRONG, PredictionCard
+    from ui.training import cards_html
+
+    cards = [PredictionCard("data:image/png;base64,AAAA", "<b>cat</b>", 0.913, "dog & co", False),
+             PredictionCard("data:image/png;base64,BBBB", "Shirt", 0.5, "Shirt", True)]
+    text = cards_html(cards)
+    assert "<b>cat</b>" not in text and "&lt;b&gt;cat&lt;/b&gt;" in text and "dog &amp; co" in text
+    assert text.count("<figure") == 2 and "flex-wrap:wrap" in text
+    first, second = text.split("<figure")[1:]
+    assert WRONG in first and "91.3%" in first and RIGHT in second and "50.0%" in second

@@ -16,6 +16,7 @@ classify page sees a model that finished while it was open.
 from __future__ import annotations
 
 import gc
+import html
 import re
 import time
 from collections.abc import Callable
@@ -45,11 +46,15 @@ from cnnviz.runs import (
     state_text,
 )
 from cnnviz.train_figures import (
+    CURVES,
+    RIGHT,
+    WRONG,
+    PredictionCard,
     confusion_spec,
-    curves_spec,
+    curve_spec,
     filters_spec,
     most_confused,
-    predictions_spec,
+    prediction_cards,
     progress_text,
 )
 
@@ -249,7 +254,7 @@ def epoch_view(record: RunRecord) -> None:
     st.markdown(f"**Test images {when}**{' (random weights)' if report.epoch == 0 else ''} (test accuracy "
                 f"{notation.percent(report.test_accuracy)}): the predicted class and its softmax probability above, "
                 "green when right, red when wrong.")
-    chart(predictions_spec(report, classes), key="train.fig.predictions")
+    predictions(report, classes)
     left, right = st.columns([3, 2])
     with left:
         chart(confusion_spec(report.confusion, classes, title=f"Confusion matrix {when}"), key="train.fig.confusion")
@@ -263,6 +268,32 @@ def epoch_view(record: RunRecord) -> None:
                   key="train.fig.filters")
             st.caption("Blue: negative weights, red: positive. They start random; with training they turn into "
                        "edge and blob detectors. Compare the epochs with the slider.")
+
+
+def curves(record: RunRecord, classes: int) -> None:
+    """Loss and accuracy side by side (stacked on a phone: Streamlit's columns do it below 640 px)."""
+    for column, metric in zip(st.columns(len(CURVES)), CURVES):
+        chart(curve_spec(record.history, record.config.epochs, metric, classes), key=f"train.fig.{metric}",
+              where=column)
+
+
+def cards_html(cards: list[PredictionCard]) -> str:
+    """The test images as cards that wrap onto more lines on a narrow screen; class names escaped."""
+    parts = []
+    for card in cards:
+        colour = RIGHT if card.right else WRONG
+        parts.append(
+            "<figure style='margin:0;width:88px;text-align:center'>"
+            f"<div style='color:{colour};font-weight:600;font-size:0.85rem;line-height:1.2;min-height:2.1em'>"
+            f"{html.escape(card.predicted)}<br>{html.escape(notation.percent(card.probability))}</div>"
+            f"<img src='{card.picture}' alt='' style='width:80px;height:80px;image-rendering:pixelated'>"
+            f"<figcaption style='color:#4b5563;font-size:0.75rem;line-height:1.2'>true: "
+            f"{html.escape(card.true)}</figcaption></figure>")
+    return "<div style='display:flex;flex-wrap:wrap;gap:10px 6px'>" + "".join(parts) + "</div>"
+
+
+def predictions(report, classes: list[str]) -> None:
+    st.html(cards_html(prediction_cards(report, classes)))
 
 
 def live_view(run_id: str, compact: bool = False) -> None:
@@ -280,10 +311,10 @@ def live_view(run_id: str, compact: bool = False) -> None:
         run_buttons(now, owner=now.owner == student_id())
         status_line(now)
         classes = list(now.classes)
-        chart(curves_spec(now.history, now.config.epochs, len(classes)), key="train.fig.curves")
+        curves(now, len(classes))
         if compact:
             if now.reports:
-                chart(predictions_spec(now.reports[-1], classes), key="train.fig.predictions")
+                predictions(now.reports[-1], classes)
         else:
             epoch_view(now)
         if now.done and record.active:  # it ended while the page was open
