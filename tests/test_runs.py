@@ -29,45 +29,19 @@ from cnnviz.runs import (
     MemorySlots,
     RunRecord,
     RunRefused,
-    RunRequest,
     Runs,
     new_student_id,
 )
 from cnnviz.train import (
     EpochReport,
     History,
-    TrainConfig,
     TrainProgress,
     estimate_memory,
 )
 from cnnviz.worker import train_run
-
-TINY = "conv3x4,relu,maxpool2,flatten,fc10"
-# 6 convolutions of 64 filters at 28×28: 145 million multiply-adds per image, a step of 512 images takes
-# seconds on one CPU thread (a stop must not wait for it).
-SLOW = ",".join(["conv3x64,relu"] * 6) + ",gap,fc10"
+from run_helpers import SLOW, TINY, config, request, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def config(**changes) -> TrainConfig:
-    base = {"stack": TINY, "device": "cpu", "epochs": 1, "batch_size": 256, "threads": 1}
-    base.update(changes)
-    return TrainConfig(**base)
-
-
-def request(**changes) -> RunRequest:
-    return RunRequest(config(**changes), "fashion", 6000, 1000)
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class HeldExecutor(Executor):

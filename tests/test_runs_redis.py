@@ -16,25 +16,12 @@ import torch
 
 from cnnviz.checkpoint import Checkpoint
 from cnnviz.network import build_model
-from cnnviz.runs import Limits, RunRecord, RunRequest, Runs, new_student_id
+from cnnviz.runs import Limits, RunRecord, Runs, new_student_id
 from cnnviz.runs_redis import HEARTBEAT_TTL_S, STOP_GRACE_S_RQ, RedisRunStore, RQExecutor, job_id, queue_name, train_job
-from cnnviz.train import EpochReport, History, TrainConfig, TrainProgress
-
-TINY = "conv3x4,relu,maxpool2,flatten,fc10"
-# 6 convolutions of 64 filters at 28×28: a step of 512 images takes seconds on one CPU thread.
-SLOW = ",".join(["conv3x64,relu"] * 6) + ",gap,fc10"
+from cnnviz.train import EpochReport, History, TrainProgress
+from run_helpers import SLOW, TINY, config, request, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def config(**changes) -> TrainConfig:
-    base = {"stack": TINY, "device": "cpu", "epochs": 1, "batch_size": 256, "threads": 1}
-    base.update(changes)
-    return TrainConfig(**base)
-
-
-def request(**changes) -> RunRequest:
-    return RunRequest(config(**changes), "fashion", 6000, 1000)
 
 
 def record(run_id="abcdefgh", state="queued", **changes) -> RunRecord:
@@ -60,16 +47,6 @@ def checkpoint(epochs: float) -> Checkpoint:
     torch.manual_seed(0)
     return Checkpoint.from_model(build_model(TINY, (1, 28, 28)), TINY, (1, 28, 28), [str(k) for k in range(10)],
                                  "fashion-mnist", {"epochs": epochs, "test_accuracy": 0.5})
-
-
-def wait_for(condition, timeout=30.0, what="condition", every=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def same_reports(a, b) -> bool:
