@@ -17,6 +17,7 @@ from ui.presenter import controls, presenting
 from ui.results import model_key, remember
 from ui.show import arithmetic, chart
 from ui.state import Param, UrlState, int_in, one_of
+from ui.upload import SOURCES as IMAGE_SOURCES
 from ui.upload import bundled_model, checkpoint_picker, image_picker, pretrained_model, session_classifier
 
 page_setup("7_Classify_an_image.py")
@@ -38,6 +39,7 @@ def default_image(state: UrlState) -> str:
 
 state = UrlState("classify", [
     Param("model", "bundled", one_of(*MODEL_TITLES)),
+    Param("source", "file", one_of(*IMAGE_SOURCES)),  # a sample or file, the drawing pad, or the camera
     Param("img", default_image, str),
     Param("invert", "auto", one_of("auto", "yes", "no")),
     Param("layer", 1, int_in(1, 500)),

@@ -320,3 +320,17 @@ def test_a_camera_photo_goes_the_uploads_way(bundled, monkeypatch):
     shot["photo"] = _Photo(b"\xff" * (images.MAX_BYTES + 1))
     at.run()
     assert any("is too large" in e.value for e in at.error)
+
+
+def test_the_image_source_is_in_the_link():
+    at = open_page(PAGE, timeout=90, source="draw")  # a slide's link opens the drawing pad
+    assert at.segmented_control(key="classify.source").value == "draw"
+    assert any(EMPTY_MESSAGE in i.value for i in at.info)
+    assert at.query_params["source"] == ["draw"]
+    at.segmented_control(key="classify.source").set_value("file").run()
+    assert "source" not in at.query_params  # the default is not written
+    at.segmented_control(key="classify.source").set_value("camera").run()
+    assert at.query_params["source"] == ["camera"]
+    odd = open_page(PAGE, timeout=90, source="scanner")
+    assert any("source='scanner' was ignored" in w.value for w in odd.warning)
+    assert odd.segmented_control(key="classify.source").value == "file"

@@ -69,16 +69,13 @@ def _upload(data: bytes) -> tuple[images.LoadedImage, int]:
 
 
 def image_picker(state, param: str, key: str, *, classifier: classify.Classifier | None = None,
-                 invert: classify.InvertMode = "auto") -> PickedImage | None:
-    """Where the image comes from, then the image: a sample (its name kept in the URL under `param`) or
-    an upload, a drawing (classified live with `classifier`, as the page's `invert` setting says), or a
+                 invert: classify.InvertMode = "auto", source_param: str = "source") -> PickedImage | None:
+    """Where the image comes from (`source_param` of the page's URL state: file, draw or camera, so a link
+    opens the drawing pad or the camera), then the image: a sample (its name kept in the URL under `param`)
+    or an upload, a drawing (classified live with `classifier`, as the page's `invert` setting says), or a
     camera photo. None while there is no image yet or after a bad file (the message is already shown)."""
-    source_key, kept = f"{key}.source", f"_source.{key}"
-    if source_key not in st.session_state:  # the widget forgets it on other pages; the session does not
-        st.session_state[source_key] = st.session_state.get(kept, "file")
     source = st.segmented_control("Image source", list(SOURCES), format_func=SOURCES.get, required=True,
-                                  key=source_key, label_visibility="collapsed")
-    st.session_state[kept] = source
+                                  key=state.key(source_param), label_visibility="collapsed")
     if source == "draw":
         drawing = drawing_pad(f"{key}.drawing", classifier, invert=invert)
         if drawing is None:
