@@ -57,8 +57,10 @@ def top_k_figure(names: Sequence[str], probabilities: Sequence[float], *, title:
     return go.Figure(data=[bars], layout=layout, _validate=False)
 
 
-def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None) -> go.Figure:
-    """Scores → e^score → probability, for the listed classes plus one row for all others."""
+def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None, *, stacked: bool = False) -> go.Figure:
+    """Scores → e^score → probability, for the listed classes plus one row for all others: three panels
+    side by side sharing the class names, or (stacked, for a phone's width) one above the other, each
+    with its own names."""
     b = breakdown
     names = [_short(n, 22) for n in b.names]
     has_rest = b.rest_count > 0
@@ -71,14 +73,15 @@ def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None) ->
     probs = b.probabilities.tolist() + ([b.rest_probability] if has_rest else [])
     common = {"type": "bar", "orientation": "h", "y": y, "textposition": "outside", "cliponaxis": False,
               "textfont": {"size": 14}}
+    y2, y3 = ("y2", "y3") if stacked else ("y", "y")
     traces = [
         {**common, "x": (scores + ([None] if has_rest else []))[::-1], "xaxis": "x", "yaxis": "y",
          "text": ([number_text(v) for v in scores] + ([""] if has_rest else []))[::-1],
          "marker": {"color": colours}, "hovertemplate": "%{y}: score %{text}<extra></extra>"},
-        {**common, "x": exps[::-1], "xaxis": "x2", "yaxis": "y",
+        {**common, "x": exps[::-1], "xaxis": "x2", "yaxis": y2,
          "text": [number_text(v) for v in exps][::-1], "marker": {"color": colours},
          "hovertemplate": "%{y}: %{text}<extra></extra>"},
-        {**common, "x": [p * 100 for p in probs][::-1], "xaxis": "x3", "yaxis": "y",
+        {**common, "x": [p * 100 for p in probs][::-1], "xaxis": "x3", "yaxis": y3,
          "text": [notation.percent(p) for p in probs][::-1], "marker": {"color": colours},
          "hovertemplate": "%{y}: %{text}<extra></extra>"},
     ]
@@ -102,6 +105,19 @@ def softmax_figure(breakdown: SoftmaxBreakdown, height_px: int | None = None) ->
                          "yshift": 6} for number, (text, axis_id) in enumerate(titles, start=1)],
         "plot_bgcolor": "white", "paper_bgcolor": "rgba(0,0,0,0)", "showlegend": False, "bargap": 0.3,
     }
+    if stacked:
+        panel = 80 + 30 * len(rows)  # each panel's own height, its title and axis included
+        layout["height"] = height_px or 3 * panel + 40
+        gap = 70 / layout["height"]
+        bounds = [(1 - (i + 1) / 3 + gap * 0.5 * (i < 2), 1 - i / 3 - gap * 0.5 * (i > 0)) for i in range(3)]
+        for i, (bottom, top) in enumerate(bounds):
+            suffix = "" if i == 0 else str(i + 1)
+            layout[f"xaxis{suffix}"].update(domain=[0.0, 1.0], anchor=f"y{suffix}")
+            layout[f"yaxis{suffix}"] = {"tickfont": {"size": 13}, "automargin": True, "domain": [bottom, top],
+                                        "anchor": f"x{suffix}", "ticksuffix": "  "}
+        layout["annotations"] = [{**note, "xref": "paper", "yref": f"y{'' if i == 0 else i + 1} domain", "y": 1.0}
+                                 for i, note in enumerate(layout["annotations"])]
+        layout["margin"] = {"l": 6, "r": 40, "t": 30, "b": 20}
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 

@@ -15,7 +15,7 @@ from ui.explain import (chosen_unit, class_picker, network_view, overview_now, p
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
 from ui.results import model_key, remember
-from ui.show import arithmetic, chart
+from ui.show import arithmetic, chart, chart_by_width
 from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import SOURCES as IMAGE_SOURCES
 from ui.upload import bundled_model, checkpoint_picker, image_picker, pretrained_model, session_classifier
@@ -230,8 +230,13 @@ def the_prediction() -> None:
         if PRESENTING:
             softmax_arithmetic(breakdown)
     with right:
-        chart(remember("figure", (*RESULT_KEY, "softmax"), lambda: softmax_figure(breakdown).to_dict()),
-              key="classify.softmax")
+        wide = remember("figure", (*RESULT_KEY, "softmax"), lambda: softmax_figure(breakdown).to_dict())
+        if PRESENTING:  # a projector is wide
+            chart(wide, key="classify.softmax")
+        else:  # a phone in the hall gets the three panels one above the other
+            chart_by_width(wide, remember("figure", (*RESULT_KEY, "softmax stacked"),
+                                          lambda: softmax_figure(breakdown, stacked=True).to_dict()),
+                           key="classify.softmax")
         if not PRESENTING:
             softmax_arithmetic(breakdown)
             st.caption("Exponentiating makes every score positive and stretches the gaps: a score just 2.3 higher "

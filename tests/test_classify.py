@@ -475,3 +475,18 @@ def test_a_grey_file_for_a_grey_network_is_not_turned_into_colour_and_back():
     assert [s.title for s in prepared.steps] == ["Your image", "Decoded to 8-bit grey", "Scaled to numbers"]
     assert "Scaled 16-bit values" in prepared.steps[1].note and "Converted" not in prepared.steps[1].note
     torch.testing.assert_close(prepared.tensor, torch.ones(1, 28, 28))
+
+
+def test_the_stacked_softmax_figure_carries_the_same_numbers_on_three_axes():
+    logits = torch.tensor([2.0, -1.25, 24.0, -30.0, 0.5, 1.5, -3.0])
+    b = softmax_breakdown(logits, list("abcdefg"), k=5)
+    wide, stacked = softmax_figure(b), softmax_figure(b, stacked=True)
+    for side, tall in zip(wide.data, stacked.data):
+        assert list(side.y) == list(tall.y) and list(side.text) == list(tall.text)
+        assert list(side.x) == list(tall.x)
+    assert [t.yaxis for t in wide.data] == ["y", "y", "y"] and [t.yaxis for t in stacked.data] == ["y", "y2", "y3"]
+    domains = [stacked.layout[f"yaxis{s}"].domain for s in ("", "2", "3")]
+    assert all(0 <= low < high <= 1 for low, high in domains)
+    assert domains[0][0] > domains[1][1] and domains[1][0] > domains[2][1]  # one above the other, apart
+    assert all(stacked.layout[f"xaxis{s}"].domain == (0.0, 1.0) for s in ("", "2", "3"))  # each the whole width
+    assert stacked.layout.height > wide.layout.height

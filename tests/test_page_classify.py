@@ -432,3 +432,20 @@ def test_a_checkpoint_with_batch_norm_explains_its_units():
     assert "**Unit (channel 2, row 5, column 6) of layer 1: conv 3×3, 4 filters**" in text
     assert "γ·(x − μ)/√(σ² + ε) + β" in text and "max(0, " in text
     assert "Grad-CAM" in text and not at.error
+
+
+def test_the_softmax_is_sent_side_by_side_and_stacked_for_a_phone_and_once_to_a_projector():
+    import json
+
+    def softmax_specs(at):
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        return [s for s in specs if any("score z" in a.get("text", "") for a in s["layout"].get("annotations", []))]
+
+    page = run_page(img="Coffee")
+    wide, stacked = softmax_specs(page)
+    assert [t["x"] for t in wide["data"]] == [t["x"] for t in stacked["data"]]
+    assert [t.get("yaxis") for t in stacked["data"]] == ["y", "y2", "y3"]
+    css = " ".join(h.proto.body for h in page.get("html"))
+    assert "max-width: 640px" in css and "st-key-narrow-chart-" in css
+    projector = run_page(img="Coffee", present="1", view="prediction")
+    assert len(softmax_specs(projector)) == 1

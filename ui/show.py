@@ -64,6 +64,23 @@ def chart(figure: dict[str, Any] | go.Figure, *, key: str | None = None, where: 
                        selection_mode=selection_mode, width=width)
 
 
+NARROW_PX = 640  # below this width Streamlit stacks columns: a phone
+_BY_WIDTH_CSS = (f"<style>@media (max-width: {NARROW_PX}px) {{ [class*='st-key-wide-chart-'] {{ display: none; }} }} "
+                 f"@media (min-width: {NARROW_PX + 1}px) {{ [class*='st-key-narrow-chart-'] {{ display: none; }} }}"
+                 "</style>")
+
+
+def chart_by_width(wide: dict[str, Any] | go.Figure, narrow: dict[str, Any] | go.Figure, *, key: str) -> None:
+    """One figure laid out for a screen's width (panels side by side) and another for a phone's (stacked):
+    both are sent, and the browser shows the one that fits (a CSS media query; the server cannot know the
+    width). The figures carry the same numbers."""
+    st.html(_BY_WIDTH_CSS)
+    with st.container(key=f"wide-chart-{key.replace('.', '-')}"):
+        chart(wide, key=key)
+    with st.container(key=f"narrow-chart-{key.replace('.', '-')}"):
+        chart(narrow, key=f"{key}.narrow")
+
+
 def charts_in_a_row(figures: list, key: str, where: Any = st) -> None:
     """Figures side by side at their own sizes, wrapping onto the next line on a narrow screen
     (a phone) instead of being squeezed into one chart."""
