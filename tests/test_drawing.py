@@ -334,3 +334,39 @@ def test_the_image_source_is_in_the_link():
     odd = open_page(PAGE, timeout=90, source="scanner")
     assert any("source='scanner' was ignored" in w.value for w in odd.warning)
     assert odd.segmented_control(key="classify.source").value == "file"
+
+
+def test_the_last_camera_photo_is_kept_when_the_student_looks_elsewhere_and_comes_back(bundled, monkeypatch):
+    """A fake camera that behaves as Streamlit's: on_change when a photo is taken or cleared, and empty
+    without a change when it is drawn again after another image source (`quiet`)."""
+    shot: dict = {"photo": None, "quiet": False}
+    seen: dict = {}
+
+    def camera(label, *, key, on_change=None, **kwargs):
+        if not shot["quiet"] and seen.get(key) is not shot["photo"]:
+            seen[key] = st.session_state[key] = shot["photo"]
+            if on_change is not None:
+                on_change()
+        return shot["photo"]
+
+    monkeypatch.setattr(st, "camera_input", camera)
+    photo = Image.open(images.SAMPLES["Coffee"]).convert("RGB")
+    at = open_page(PAGE, timeout=90)
+    at.segmented_control(key="classify.source").set_value("camera").run()
+    shot["photo"] = _Photo(jpeg(photo))
+    at.run()
+    expected = verdict(bundled, classify.prepare(images.load_image(shot["photo"].getvalue()), bundled.recipe))
+    assert expected in page_text(at)
+
+    at.segmented_control(key="classify.source").set_value("file").run()
+    assert "From Fashion-MNIST: Ankle boot to the network's input" in page_text(at)
+    shot.update(photo=None, quiet=True)  # the camera drawn again starts empty
+    at.segmented_control(key="classify.source").set_value("camera").run()
+    assert not at.exception
+    assert expected in page_text(at) and "Classifying your last photo" in page_text(at)
+
+    shot["quiet"] = False  # the student clears the photo with the camera's own button
+    seen.clear()
+    seen["classify.camera"] = "something else"
+    at.run()
+    assert any("Take a photo" in i.value for i in at.info) and "with probability" not in page_text(at)

@@ -114,16 +114,26 @@ def _sample_or_upload(state, param: str, key: str) -> PickedImage | None:
 
 
 def _camera_photo(key: str) -> PickedImage | None:
+    widget, kept = f"{key}.camera", f"{key}.last_photo"
+
+    def remember_photo() -> None:  # a photo taken, or cleared with the camera's own button
+        photo = st.session_state.get(widget)
+        st.session_state[kept] = photo.getvalue() if photo is not None else None
+
     # 720p: plenty for a network's 224×224 at most, and a small JPEG over a lecture hall's wifi (a camera's
     # default can be 4K: 3840×2160 from chromium's test camera).
-    photo = st.camera_input("Take a photo", key=f"{key}.camera", resolution="720p", width=520,
+    photo = st.camera_input("Take a photo", key=widget, resolution="720p", width=520, on_change=remember_photo,
                             help="The browser asks once for the camera. The photo stays in this browser tab: "
                                  "a link to this page cannot carry it.")
-    if photo is None:
-        st.info("Take a photo to classify it: hold an object in front of the camera and press **Take Photo**.",
-                icon=":material/photo_camera:")
-        return None
-    return picked_file("your photo", photo.getvalue(), "camera")
+    if photo is not None:
+        return picked_file("your photo", photo.getvalue(), "camera")
+    last = st.session_state.get(kept)
+    if last:  # the camera widget starts empty when it is drawn again (after a sample, a drawing, another page)
+        st.caption("Classifying your last photo; take another to replace it.")
+        return picked_file("your photo", last, "camera")
+    st.info("Take a photo to classify it: hold an object in front of the camera and press **Take Photo**.",
+            icon=":material/photo_camera:")
+    return None
 
 
 def picked_file(name: str, data: bytes, kind: str) -> PickedImage | None:
