@@ -82,7 +82,9 @@ ACTIVE = ("queued", "running", "paused")
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{6,32}$")  # secrets.token_urlsafe(6): 8 characters
 STUDENT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")  # made by the browser (ui/components/student.js)
 
-STOP_GRACE_S = 1.0  # a worker that has not ended this long after a stop request is ended
+# A worker that has not ended this long after a stop request is ended; checked every tick (0.1 s) and the
+# kill takes a few ms, so a stop takes effect within a second even when the run is stuck in one kernel.
+STOP_GRACE_S = 0.7
 PAUSE_LIMIT_S = 30 * 60  # a run paused this long is stopped (keeping its model): it holds a process
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what a worker process's CUDA context takes besides torch's allocations
 PERSIST_EVERY_S = 2.0  # progress reaches record.json at most this often (state changes at once)

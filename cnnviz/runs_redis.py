@@ -87,7 +87,7 @@ HEARTBEAT_TTL_S = 10
 QUEUE_SLACK_S = 300  # a job's RQ timeout beyond the run's own limits (data loading, the final test)
 # A stop not obeyed this long after the request has the work horse killed; RQ's stop-job command, the
 # kill and the record's update take some 0.05 s more: the run has stopped within a second.
-STOP_GRACE_S_RQ = 0.8
+STOP_GRACE_S_RQ = 0.6
 LOST_JOB_AFTER_S = 60  # a queued run with no job this long after it was made (never enqueued, or evicted)
 
 PAUSED_MESSAGE = "It keeps its worker until you resume."

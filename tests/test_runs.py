@@ -381,14 +381,14 @@ def test_stop_takes_effect_within_a_second_inside_a_step_of_seconds(backend):
     wait_for(lambda: runs.get(run.id).done, 10, "stopped")
     took = time.perf_counter() - asked
     done = runs.get(run.id)
-    assert took < 1.5, took
+    assert took < 1.0, took
     assert done.state == "stopped" and done.progress.step == 0  # the step was cut, not finished
     wait_for(lambda: not alive(pid), 5, "the worker process gone")
 
 
 def test_a_worker_that_does_not_end_after_a_stop_is_ended_keeping_the_last_epochs_model(backend):
     """Stopped in its second step, the run would evaluate the model at the stop on 1,000 test images with
-    the slow stack (seconds): the server ends the worker a second after the request instead, and the model
+    the slow stack (seconds): the server ends the worker within a second of the request instead, and the model
     of the last epoch stays (here one saved as if epoch 1 had ended)."""
     runs = backend(limits=Limits(max_multiply_adds=1e16))
     me = new_student_id()
@@ -399,7 +399,7 @@ def test_a_worker_that_does_not_end_after_a_stop_is_ended_keeping_the_last_epoch
     asked = time.perf_counter()
     runs.stop(run.id, me)
     wait_for(lambda: runs.get(run.id).done, 10, "stopped")
-    assert time.perf_counter() - asked < 1.5
+    assert time.perf_counter() - asked < 1.0
     done = runs.get(run.id)
     assert done.state == "stopped" and done.message == "Stopped. The model after 1 epoch is kept."
     assert runs.checkpoint(run.id).metrics["epochs"] == 1.0
