@@ -361,6 +361,49 @@ class RunStore(ABC):
         """Delete runs that ended longer ago than the keep time; their ids."""
 
 
+class LoadedModels:
+    """Finished runs' models, loaded once per process and shared by every session (the classify page and
+    the explorer of a hall use the same few): the newest version of each run (a file's time stamp, a Redis
+    version number), at most CHECKPOINTS_CACHED runs, the least recently used dropped first."""
+
+    def __init__(self, size: int = CHECKPOINTS_CACHED):
+        self.size = size
+        self._models: OrderedDict[tuple[str, object], Checkpoint] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str, version: object, source: Callable[[], str | os.PathLike | bytes | None]
+            ) -> Checkpoint | None:
+        """The run's model at this version; source() gives its file or bytes when it must be loaded (None:
+        gone). A model that cannot be read is logged and None (the page says there is no model)."""
+        key = (run_id, version)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        data = source()
+        if data is None:
+            return None
+        try:
+            loaded = load_checkpoint(data)
+        except CheckpointError as error:
+            LOG.warning("the model of run %s cannot be read: %s", run_id, error)
+            return None
+        with self._lock:
+            self._drop(run_id)  # an older version of this run
+            self._models[key] = loaded
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return loaded
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._drop(run_id)
+
+    def _drop(self, run_id: str) -> None:
+        for key in [k for k in self._models if k[0] == run_id]:
+            del self._models[key]
+
+
 class LocalRunStore(RunStore):
     """Records in this process's memory, each also on disk under `root`/<id>/ (record.json,
     reports.pt, checkpoint.pt), so that finished runs and their models survive a restart."""
@@ -370,7 +413,7 @@ class LocalRunStore(RunStore):
         self.keep_s = keep_hours * 3600
         self._records: dict[str, RunRecord] = {}
         self._persisted_at: dict[str, float] = {}
-        self._checkpoints: OrderedDict[tuple[str, float], Checkpoint] = OrderedDict()
+        self._models = LoadedModels()
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ files
@@ -498,23 +541,7 @@ class LocalRunStore(RunStore):
             stamp = path.stat().st_mtime_ns
         except OSError:
             return None
-        key = (run_id, stamp)
-        with self._lock:
-            if key in self._checkpoints:
-                self._checkpoints.move_to_end(key)
-                return self._checkpoints[key]
-        try:
-            loaded = load_checkpoint(path)
-        except CheckpointError as error:
-            LOG.warning("the model of run %s cannot be read: %s", run_id, error)
-            return None
-        with self._lock:
-            for old in [k for k in self._checkpoints if k[0] == run_id]:
-                del self._checkpoints[old]
-            self._checkpoints[key] = loaded
-            while len(self._checkpoints) > CHECKPOINTS_CACHED:
-                self._checkpoints.popitem(last=False)
-        return loaded
+        return self._models.get(run_id, stamp, lambda: path)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -526,8 +553,7 @@ class LocalRunStore(RunStore):
             for run_id in gone:
                 del self._records[run_id]
                 self._persisted_at.pop(run_id, None)
-                for key in [k for k in self._checkpoints if k[0] == run_id]:
-                    del self._checkpoints[key]
+                self._models.forget(run_id)
         for run_id in gone:
             shutil.rmtree(self.folder(run_id), ignore_errors=True)
         return gone

@@ -53,10 +53,10 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, save_checkpoint
 from .runs import (
     ACTIVE,
-    CHECKPOINTS_CACHED,
+    LoadedModels,
     PAUSE_LIMIT_S,
     Executor,
     Limits,
@@ -235,7 +235,7 @@ class RedisRunStore(RunStore):
         # Parsed once per process and change: run id → (version, record without its queue place).
         self._records: dict[str, tuple[int, RunRecord]] = {}
         self._reports: dict[str, tuple[EpochReport, ...]] = {}  # decoded once per process (append-only)
-        self._checkpoints: dict[tuple[str, int], Checkpoint] = {}  # (run id, version) → model
+        self._models = LoadedModels()  # (run id, checkpoint version) → model
 
     @classmethod
     def from_url(cls, url: str, keep_hours: float = Limits.keep_hours) -> RedisRunStore:
@@ -404,8 +404,7 @@ class RedisRunStore(RunStore):
     def _forget(self, run_id: str) -> None:
         self._records.pop(run_id, None)
         self._reports.pop(run_id, None)
-        for key in [k for k in self._checkpoints if k[0] == run_id]:
-            del self._checkpoints[key]
+        self._models.forget(run_id)
 
     # ------------------------------------------------------------------ models
 
@@ -418,28 +417,7 @@ class RedisRunStore(RunStore):
         version = self.redis.hget(record_key, "checkpoint_version")
         if version is None:
             return None
-        key = (run_id, int(version))
-        with self._lock:
-            if key in self._checkpoints:
-                return self._checkpoints[key]
-        data = self.redis.get(checkpoint_key)
-        if data is None:
-            return None
-        try:
-            loaded = load_checkpoint(data)
-        except CheckpointError as error:
-            LOG.warning("the model of run %s cannot be read: %s", run_id, error)
-            return None
-        with self._lock:
-            self._forget_checkpoint(run_id)
-            self._checkpoints[key] = loaded
-            while len(self._checkpoints) > CHECKPOINTS_CACHED:
-                del self._checkpoints[next(iter(self._checkpoints))]
-        return loaded
-
-    def _forget_checkpoint(self, run_id: str) -> None:
-        for key in [k for k in self._checkpoints if k[0] == run_id]:
-            del self._checkpoints[key]
+        return self._models.get(run_id, int(version), lambda: self.redis.get(checkpoint_key))
 
     # ------------------------------------------------------------------ lifetime
 
