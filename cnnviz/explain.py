@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import notation
-from .classify import Classifier, ClassifyError, _lock_for
+from .classify import Classifier, ClassifyError, _first_line, _lock_for
 from .conv import ConvStep
 
 MAPS_SHOWN = 8  # maps drawn per column: all of a small layer, else the strongest
@@ -127,7 +127,7 @@ def _record(classifier: Classifier, x: torch.Tensor) -> list[Record]:
                 model(batch)
         except RuntimeError as error:
             raise ExplainError(f"The model could not process a {notation.shape(x.shape)} input: "
-                               f"{str(error).strip().splitlines()[0] if str(error).strip() else error}") from None
+                               f"{_first_line(error)}") from None
         finally:
             for handle in handles:
                 handle.remove()

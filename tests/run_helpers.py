@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from cnnviz.runs import RunRequest
+from cnnviz.runs import RunRecord, RunRequest
 from cnnviz.train import TrainConfig
 
 TINY = "conv3x4,relu,maxpool2,flatten,fc10"
@@ -22,6 +22,17 @@ def config(**changes) -> TrainConfig:
 
 def request(**changes) -> RunRequest:
     return RunRequest(config(**changes), "fashion", 6000, 1000)
+
+
+def run_record(run_id="abcdefgh", owner="s" * 22, state="finished", **changes) -> RunRecord:
+    """A run's record as a store keeps it, for the store tests (the bundled data, a two-epoch config)."""
+    base = {"id": run_id, "owner": owner, "config": config(epochs=2), "data": "fashion",
+            "dataset": "fashion-mnist", "source": "bundled", "classes": tuple(str(k) for k in range(10)),
+            "in_shape": (1, 28, 28), "train_images": 6000, "test_images": 1000, "device": "cpu",
+            "device_label": "CPU (1 thread)", "multiply_adds": 1, "memory_bytes": 10, "state": state,
+            "created_at": time.time()}
+    base.update(changes)
+    return RunRecord(**base)
 
 
 def wait_for(condition, timeout=30.0, what="condition", every=0.01):

@@ -27,7 +27,6 @@ from cnnviz.runs import (
     LocalExecutor,
     LocalRunStore,
     MemorySlots,
-    RunRecord,
     RunRefused,
     Runs,
     new_student_id,
@@ -40,6 +39,7 @@ from cnnviz.train import (
 )
 from cnnviz.worker import train_run
 from run_helpers import SLOW, TINY, config, request, wait_for
+from run_helpers import run_record as record
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -84,16 +84,6 @@ def alive(pid: int) -> bool:
 def steps_done(runs: Runs, run_id: str) -> int:
     progress = runs.get(run_id).progress
     return progress.step if progress is not None else 0
-
-
-def record(run_id="abcdefgh", owner="s" * 22, state="finished", **changes) -> RunRecord:
-    base = {"id": run_id, "owner": owner, "config": config(epochs=2), "data": "fashion",
-            "dataset": "fashion-mnist", "source": "bundled", "classes": tuple(str(k) for k in range(10)),
-            "in_shape": (1, 28, 28), "train_images": 6000, "test_images": 1000, "device": "cpu",
-            "device_label": "CPU (1 thread)", "multiply_adds": 1, "memory_bytes": 10, "state": state,
-            "created_at": time.time()}
-    base.update(changes)
-    return RunRecord(**base)
 
 
 def checkpoint(epochs: float, seed: int = 0) -> Checkpoint:

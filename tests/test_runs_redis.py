@@ -10,28 +10,22 @@ import os
 import signal
 import time
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
 
 from cnnviz.checkpoint import Checkpoint
 from cnnviz.network import build_model
-from cnnviz.runs import Limits, RunRecord, Runs, new_student_id
+from cnnviz.runs import Limits, Runs, new_student_id
 from cnnviz.runs_redis import HEARTBEAT_TTL_S, STOP_GRACE_S_RQ, RedisRunStore, RQExecutor, job_id, queue_name, train_job
 from cnnviz.train import EpochReport, History, TrainProgress
-from run_helpers import SLOW, TINY, config, request, wait_for
+from run_helpers import SLOW, TINY, request, run_record, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def record(run_id="abcdefgh", state="queued", **changes) -> RunRecord:
-    base = {"id": run_id, "owner": "s" * 22, "config": config(epochs=2), "data": "fashion",
-            "dataset": "fashion-mnist", "source": "bundled", "classes": tuple(str(k) for k in range(10)),
-            "in_shape": (1, 28, 28), "train_images": 6000, "test_images": 1000, "device": "cpu",
-            "device_label": "CPU (1 thread)", "multiply_adds": 1, "memory_bytes": 10, "state": state,
-            "created_at": time.time()}
-    base.update(changes)
-    return RunRecord(**base)
+record = partial(run_record, state="queued")  # a record as the Redis tests start most of theirs
 
 
 def report(epoch: int) -> EpochReport:
