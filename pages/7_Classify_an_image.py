@@ -14,7 +14,7 @@ from ui.explain import (chosen_unit, class_picker, network_view, overview_now, p
                         why_this_class)
 from ui.lessons import page_setup
 from ui.presenter import controls, presenting
-from ui.results import model_key, remember
+from ui.results import remember, result_key
 from ui.show import arithmetic, chart, chart_by_width
 from ui.state import Param, UrlState, int_in, one_of
 from ui.upload import SOURCES as IMAGE_SOURCES
@@ -142,7 +142,7 @@ if classifier is None or picked is None:
 
 # What the model makes of the image depends on (model, image, invert) only: computed once per process for
 # the models every session shares (a hall opening one link classifies the same sample once), see ui.results.
-RESULT_KEY = (model_key(classifier), picked.ident, state["invert"] if recipe.light_on_dark else "")
+RESULT_KEY = result_key(classifier, picked, state["invert"] if recipe.light_on_dark else "")
 
 
 def classify_now(clf: classify.Classifier, img) -> tuple[classify.Prepared, classify.Prediction]:
@@ -244,8 +244,6 @@ def the_prediction() -> None:
 
 
 # ---------------------------------------------------------------- the network, unit by unit
-
-
 
 def unit_by_unit() -> None:
     if not PRESENTING:

@@ -75,3 +75,22 @@ def test_model_key_names_shared_models_and_marks_session_models():
     import dataclasses
     own = dataclasses.replace(shared, key="session")
     assert results.model_key(own) == f"session:{id(shared.model)}"
+
+
+def test_only_a_sample_on_a_shared_model_is_shared():
+    import dataclasses
+
+    from ui.upload import bundled_model
+
+    class Image:
+        def __init__(self, ident):
+            self.ident, self.is_sample = ident, ident.startswith(("sample:", "fashion:"))
+
+    shared = bundled_model()
+    assert results.result_key(shared, Image("fashion:Ankle boot"), "auto") == ("bundled", "fashion:Ankle boot", "auto")
+    assert results.result_key(shared, Image("sample:Coffee"), "")[0] == "bundled"
+    mine = f"session:{id(shared.model)}"
+    assert results.result_key(shared, Image("drawing:ab12"), "auto")[0] == mine  # one student's drawing
+    assert results.result_key(shared, Image("upload:cd34"), "")[0] == mine
+    own = dataclasses.replace(shared, key="session")
+    assert results.result_key(own, Image("sample:Coffee"), "")[0] == mine

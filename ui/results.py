@@ -10,6 +10,10 @@ first run in a new session costs what drawing it costs.
   loaded once per process and never change, so their name identifies them. A model trained or
   uploaded in a session is keyed by that session's object ("session:…") and its results stay in the
   session: an object's id means nothing once the session that held it is gone.
+- `result_key(classifier, image, setting)`: shared only when the image is one of the app's samples too
+  (what a hall's link shows). A drawing, a photo or an upload is one student's: shared, a hall drawing at
+  once would push every sample's results out of the few large entries (a VGG-16 forward pass again on
+  every click of another student).
 - `remember(kind, key, make)`: make() once per key. Shared results are never changed by their users
   (tensors read, pictures drawn, figure dicts handed to plotly as they are).
 
@@ -40,6 +44,13 @@ def model_key(classifier: Classifier) -> str:
     if classifier.key in SHARED_MODELS:
         return classifier.key
     return f"{SESSION_PREFIX}{id(classifier.model)}"
+
+
+def result_key(classifier: Classifier, image, setting: str) -> tuple:
+    """(model, image, setting) for remember(): every session's for a shared model and a sample image
+    (`image.is_sample`), else this session's."""
+    model = model_key(classifier) if image.is_sample else f"{SESSION_PREFIX}{id(classifier.model)}"
+    return (model, image.ident, setting)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -46,6 +46,11 @@ class PickedImage:
     true_class: str | None = None  # for bundled test images
     drawing: Drawing | None = None  # a drawing's strokes: prepared the MNIST way for a light-on-dark network
 
+    @property
+    def is_sample(self) -> bool:
+        """One of the app's own images (a sample photo or a Fashion-MNIST test image): the same for everyone."""
+        return self.ident.startswith(("sample:", "fashion:"))
+
     def prepare(self, recipe: classify.Recipe, *, invert: classify.InvertMode = "auto") -> classify.Prepared:
         """The picture as the network's input, step by step (a drawing's own steps, or classify.prepare's)."""
         if self.drawing is not None:
