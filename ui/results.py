@@ -18,8 +18,8 @@ first run in a new session costs what drawing it costs.
   (tensors read, pictures drawn, figure dicts handed to plotly as they are).
 
 Sizes: an ImageNet model's forward pass with every activation kept is tens of MB (VGG-16's overview
-~115 MB), so those kinds ("large") keep the last few keys only; the rest (pictures, figures, maps of a
-class) are small and keep many.
+~115 MB), so those results keep to the last few keys; the rest (the bundled CNN's passes, pictures,
+figures, maps of a class) are small and keep many.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cnnviz.classify import PRETRAINED, Classifier
 
 T = TypeVar("T")
 SHARED_MODELS = frozenset({"bundled", *PRETRAINED})  # loaded once per process (ui.upload), never changed
-LARGE_KINDS = frozenset({"prediction", "overview"})  # every activation of a forward pass
+LARGE_KINDS = frozenset({"prediction", "overview"})  # every activation of a forward pass: large for ImageNet models
 SESSION_PREFIX = "session:"
 SESSION_ENTRIES = 16  # a page's worth of results (its prediction, overview, pictures, figures)
 
@@ -63,6 +63,13 @@ def _small(kind: str, key: tuple, _make: Callable[[], T]) -> T:
     return _make()
 
 
+def _cache_for(kind: str, key: tuple):
+    """An ImageNet model's forward pass with its activations is tens of MB and keeps to the few large
+    entries; the bundled CNN's is a few kB and is kept with the small results (a hall's samples on it
+    never push a VGG-16 student's results out)."""
+    return _large if kind in LARGE_KINDS and key[0] in PRETRAINED else _small
+
+
 def remember(kind: str, key: tuple, make: Callable[[], T]) -> T:
     """make() once per (kind, key): in this process when key[0] is a shared model's, else in this
     session (its last SESSION_ENTRIES results: a session keeps what it shows, not its history)."""
@@ -74,7 +81,7 @@ def remember(kind: str, key: tuple, make: Callable[[], T]) -> T:
                 store.popitem(last=False)
         store.move_to_end((kind, key))
         return store[(kind, key)]
-    return (_large if kind in LARGE_KINDS else _small)(kind, key, make)
+    return _cache_for(kind, key)(kind, key, make)
 
 
 def is_ready(kind: str, key: tuple) -> bool:
@@ -82,7 +89,7 @@ def is_ready(kind: str, key: tuple) -> bool:
     if str(key[0]).startswith(SESSION_PREFIX):
         return (kind, key) in _session_store()
     try:
-        return _lookup(_large if kind in LARGE_KINDS else _small, kind, key)
+        return _lookup(_cache_for(kind, key), kind, key)
     except Exception:  # noqa: BLE001 - Streamlit's cache internals: not knowing only means "not yet"
         return False
 
