@@ -14,7 +14,8 @@ first run in a new session costs what drawing it costs.
   (what a hall's link shows). A drawing, a photo or an upload is one student's: shared, a hall drawing at
   once would push every sample's results out of the few large entries (a VGG-16 forward pass again on
   every click of another student).
-- `remember(kind, key, make)`: make() once per key. Shared results are never changed by their users
+- `remember(kind, key, make)`: make() once per key (also what depends on a run's id and epoch only: its
+  reports never change). Shared results are never changed by their users
   (tensors read, pictures drawn, figure dicts handed to plotly as they are).
 
 Sizes: an ImageNet model's forward pass with every activation kept is tens of MB (VGG-16's overview

@@ -58,6 +58,7 @@ from cnnviz.train_figures import (
     progress_text,
 )
 
+from .results import remember
 from .show import Component, chart
 
 TRAINED_KEY = "cnnviz.trained"  # the session's model: a cnnviz.checkpoint.Checkpoint, used by every page
@@ -254,7 +255,7 @@ def epoch_view(record: RunRecord) -> None:
     st.markdown(f"**Test images {when}**{' (random weights)' if report.epoch == 0 else ''} (test accuracy "
                 f"{notation.percent(report.test_accuracy)}): the predicted class and its softmax probability above, "
                 "green when right, red when wrong.")
-    predictions(report, classes)
+    predictions(record.id, report, classes)
     left, right = st.columns([3, 2])
     with left:
         chart(confusion_spec(report.confusion, classes, title=f"Confusion matrix {when}"), key="train.fig.confusion")
@@ -292,8 +293,11 @@ def cards_html(cards: list[PredictionCard]) -> str:
     return "<div style='display:flex;flex-wrap:wrap;gap:10px 6px'>" + "".join(parts) + "</div>"
 
 
-def predictions(report, classes: list[str]) -> None:
-    st.html(cards_html(prediction_cards(report, classes)))
+def predictions(run_id: str, report, classes: list[str]) -> None:
+    """An epoch's report never changes: its cards are made once per process, not on every live rerun, for
+    whoever watches the run."""
+    st.html(remember("cards", (f"run:{run_id}", report.epoch),
+                     lambda: cards_html(prediction_cards(report, classes))))
 
 
 def live_view(run_id: str, compact: bool = False) -> None:
@@ -314,7 +318,7 @@ def live_view(run_id: str, compact: bool = False) -> None:
         curves(now, len(classes))
         if compact:
             if now.reports:
-                predictions(now.reports[-1], classes)
+                predictions(now.id, now.reports[-1], classes)
         else:
             epoch_view(now)
         if now.done and record.active:  # it ended while the page was open
